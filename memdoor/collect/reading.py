@@ -1,0 +1,83 @@
+"""Reading /proc and cgroup files where every failure is a value.
+
+A watched process can exit, be replaced, or hide a file from us between any two
+reads. Raising would make every caller handle the same half-dozen errnos;
+instead each read returns either the data or an :class:`Unreadable` saying which
+file failed and why, and the snapshot carries those markers to the user.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Literal, Union
+
+Reason = Literal["vanished", "denied", "malformed", "error"]
+
+# ESRCH: the task died while the kernel was producing the file (psutil sees the
+# same race); ENOENT: the /proc directory itself is gone.
+_VANISHED_ERRNOS = {errno.ENOENT, errno.ESRCH}
+_DENIED_ERRNOS = {errno.EACCES, errno.EPERM}
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file or section that could not be read, kept so the record can say so."""
+
+    what: str
+    reason: Reason
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"what": self.what, "reason": self.reason, "detail": self.detail}
+
+
+def unreadable_from_oserror(what: str, exc: OSError) -> Unreadable:
+    if exc.errno in _VANISHED_ERRNOS:
+        reason: Reason = "vanished"
+    elif exc.errno in _DENIED_ERRNOS:
+        reason = "denied"
+    else:
+        reason = "error"
+    return Unreadable(what, reason, exc.strerror or type(exc).__name__)
+
+
+def malformed(what: str, detail: str) -> Unreadable:
+    return Unreadable(what, "malformed", detail)
+
+
+def read_bytes(path: str) -> Union[bytes, Unreadable]:
+    """Read a whole file in one go; /proc files are generated per read call."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            chunks = []
+            while True:
+                chunk = handle.read(1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except OSError as exc:
+        return unreadable_from_oserror(path, exc)
+
+
+def read_text(path: str) -> Union[str, Unreadable]:
+    data = read_bytes(path)
+    if isinstance(data, Unreadable):
+        return data
+    return data.decode("utf-8", "surrogateescape")
+
+
+def read_link(path: str) -> Union[str, Unreadable]:
+    try:
+        return os.readlink(path)
+    except OSError as exc:
+        return unreadable_from_oserror(path, exc)
+
+
+def list_dir(path: str) -> Union[list[str], Unreadable]:
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        return unreadable_from_oserror(path, exc)
