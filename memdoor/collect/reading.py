@@ -13,7 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import Literal, Union
 
-Reason = Literal["vanished", "denied", "malformed", "error"]
+# vanished: the process or file went away; denied: no permission; malformed:
+# the kernel's text did not parse; reused: the pid now belongs to another
+# process; error: any other OS error, with its strerror in detail.
+Reason = Literal["vanished", "denied", "malformed", "reused", "error"]
 
 # ESRCH: the task died while the kernel was producing the file (psutil sees the
 # same race); ENOENT: the /proc directory itself is gone.

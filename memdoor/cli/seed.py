@@ -1,0 +1,193 @@
+"""The original memdoor command line: watch one pid and print a report each interval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import NoReturn, Optional, TextIO
+
+from memdoor.cli.usage import EX_USAGE, USAGE, version_line
+from memdoor.collect.liveness import Verdict, check_process
+from memdoor.collect.memory import read_meminfo, read_rss_kb, usage_percent
+from memdoor.collect.reading import Unreadable
+from memdoor.render.seed_text import below_threshold_report, full_report, report_time
+from memdoor.render.snapshot_dict import rfc3339, snapshot_dict
+from memdoor.snapshot import Snapshot, take_snapshot
+
+EXIT_MISMATCH = 1
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class UsageError(Exception):
+    """A bad command line: one message, the usage, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _threshold(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 99:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 99 (got {text!r})")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {text!r})") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text!r})")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
+    return int(text)
+
+
+def _absolute_path(text: str) -> str:
+    if not os.path.isabs(text):
+        raise argparse.ArgumentTypeError(f"must be an absolute path (got {text!r})")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="memdoor", add_help=False, usage=USAGE[len("usage: ") :])
+    parser.add_argument("-p", "--pid", type=_positive_int, required=True)
+    parser.add_argument("-e", "--exename", type=_absolute_path, required=True)
+    parser.add_argument("-m", "--memory-pressure-threshold", type=_threshold, required=True)
+    parser.add_argument("-i", "--interval", type=_positive_float, required=True)
+    parser.add_argument("-c", "--count", type=_positive_int)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+class SeedWatch:
+    """One watched pid; remembers its start time so a reused pid is caught."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.pid: int = args.pid
+        self.exe: str = args.exename
+        self.threshold: int = args.memory_pressure_threshold
+        self.json = args.format == "json"
+        self.out = out
+        self.start_ticks: Optional[int] = None
+
+    def cycle(self, now: float) -> Optional[int]:
+        """Print one report; return an exit code when watching must end."""
+        liveness = check_process(self.pid, self.exe, self.start_ticks)
+        if liveness.verdict is not Verdict.SAME or liveness.stat is None:
+            if not self.json:
+                self.out.write(report_time(now) + "\n")
+            message = f"ERROR: PID {self.pid} does not match the executable name {self.exe}"
+            if liveness.verdict is Verdict.UNVERIFIABLE:
+                message = f"ERROR: cannot verify PID {self.pid} runs {self.exe}: {liveness.detail}"
+            print(message, file=sys.stderr if self.json else self.out)
+            if self.json:
+                self._json(
+                    {
+                        "report_time": rfc3339(now),
+                        "pid": self.pid,
+                        "exe": self.exe,
+                        "error": liveness.verdict.value,
+                        "detail": liveness.detail,
+                    }
+                )
+            return EXIT_MISMATCH
+        self.start_ticks = liveness.stat.start_ticks
+        percent = self._usage_percent()
+        if percent is None or percent < self.threshold:
+            self._below(now, percent)
+            return None
+        snapshot = take_snapshot(self.pid, expected_start_ticks=self.start_ticks)
+        self._above(snapshot, percent)
+        return None
+
+    def _usage_percent(self) -> Optional[float]:
+        """Only what the threshold needs: statm and meminfo, two tiny reads."""
+        rss = read_rss_kb(self.pid)
+        meminfo = read_meminfo()
+        if isinstance(rss, Unreadable) or isinstance(meminfo, Unreadable):
+            return None
+        return usage_percent(rss, meminfo.total_kb)
+
+    def _below(self, now: float, percent: Optional[float]) -> None:
+        if self.json:
+            self._json(
+                {
+                    "report_time": rfc3339(now),
+                    "pid": self.pid,
+                    "exe": self.exe,
+                    "threshold_percent": self.threshold,
+                    "above_threshold": False,
+                    "usage_percent": None if percent is None else round(percent, 2),
+                }
+            )
+        else:
+            self.out.write(below_threshold_report(now, self.pid, self.exe))
+
+    def _above(self, snapshot: Snapshot, percent: float) -> None:
+        if self.json:
+            self._json(
+                {
+                    "report_time": rfc3339(snapshot.taken_at),
+                    "pid": self.pid,
+                    "exe": self.exe,
+                    "threshold_percent": self.threshold,
+                    "above_threshold": True,
+                    "usage_percent": round(percent, 2),
+                    **snapshot_dict(snapshot),
+                }
+            )
+        else:
+            self.out.write(full_report(snapshot, self.exe))
+
+    def _json(self, record: dict[str, object]) -> None:
+        self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def run_seed(argv: list[str], out: TextIO) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        print(f"memdoor: {exc}\n{USAGE}", file=sys.stderr)
+        return EX_USAGE
+    watch = SeedWatch(args, out)
+    # Signals are blocked and only taken while sleeping, so a report is never
+    # cut in half and SIGINT/SIGTERM end the loop without a traceback.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        cycle = 0
+        while True:
+            code = watch.cycle(time.time())
+            out.flush()
+            if code is not None:
+                return code
+            cycle += 1
+            if args.count is not None and cycle >= args.count:
+                return 0
+            if signal.sigtimedwait(STOP_SIGNALS, args.interval) is not None:
+                return 0
+    except BrokenPipeError:
+        # A reader such as `head` went away: stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        return 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def print_version_and_usage(out: TextIO) -> None:
+    out.write(f"{version_line()}\n{USAGE}\n")

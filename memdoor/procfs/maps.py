@@ -1,0 +1,66 @@
+"""Parse the mapping header lines shared by /proc/PID/maps and /proc/PID/smaps.
+
+A process can have tens of thousands of mappings; the parser works on bytes with
+one compiled regex so the regex engine, not a Python loop over lines, walks the
+buffer (proc-costs.md: splitting 14 MB of smaps into lines alone costs 20 ms).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple, Optional
+
+from memdoor.procfs.errors import ParseError
+
+
+class Mapping(NamedTuple):
+    """One virtual memory area. A NamedTuple because 20,000 of them are built per snapshot."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    dev: str
+    inode: int
+    path: str
+    rss_kb: Optional[int] = None
+
+    @property
+    def size_kb(self) -> int:
+        # end is exclusive; the seed printed garbage here by mixing units.
+        return (self.end - self.start) // 1024
+
+
+HEADER = re.compile(
+    rb"^([0-9a-f]+)-([0-9a-f]+) ([-rwxsp]{4}) ([0-9a-f]+) "
+    rb"([0-9a-f]+:[0-9a-f]+) (\d+)(?: +([^\n]*))?$",
+    re.M,
+)
+
+
+def mapping_from_match(match: re.Match[bytes], rss_kb: Optional[int] = None) -> Mapping:
+    start, end, perms, offset, dev, inode, path = match.groups()
+    return Mapping(
+        int(start, 16),
+        int(end, 16),
+        perms.decode(),
+        int(offset, 16),
+        dev.decode(),
+        int(inode),
+        path.decode("utf-8", "surrogateescape") if path else "",
+        rss_kb,
+    )
+
+
+def parse_maps(data: bytes) -> list[Mapping]:
+    """Parse maps text; a line that is not a valid header is an error, not skipped.
+
+    Skipping would silently under-report the address space, so a count that does
+    not match the number of lines raises ParseError. A final line cut off without
+    its newline is still parsed if it is a complete header.
+    """
+    mappings = [mapping_from_match(m) for m in HEADER.finditer(data)]
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if len(mappings) != lines:
+        raise ParseError(f"maps: {lines - len(mappings)} of {lines} lines are not mapping headers")
+    return mappings

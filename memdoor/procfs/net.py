@@ -1,0 +1,133 @@
+"""Parse /proc/PID/net/{tcp,tcp6,udp,udp6} and socket links from /proc/PID/fd.
+
+The tables list every socket of the network namespace; a process owns the rows
+whose inode appears among its fd links ("socket:[INODE]").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from typing import Literal, NamedTuple, Optional
+
+from memdoor.procfs.errors import ParseError
+
+Protocol = Literal["tcp", "udp"]
+
+# include/net/tcp_states.h. UDP reuses the numbers: 01 for a connected socket,
+# 07 (CLOSE) for an unconnected one, which ss prints as UNCONN.
+TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}
+
+
+class Socket(NamedTuple):
+    protocol: Protocol
+    family: int
+    state: str
+    local_address: str
+    local_port: int
+    remote_address: str
+    remote_port: int
+    tx_queue: int
+    rx_queue: int
+    inode: int
+
+    @property
+    def local(self) -> str:
+        return format_endpoint(self.local_address, self.local_port)
+
+    @property
+    def remote(self) -> str:
+        return format_endpoint(self.remote_address, self.remote_port)
+
+
+def format_endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def decode_address(hex_address: str) -> str:
+    """Decode the kernel's address: 32-bit words in host byte order, hex-printed.
+
+    IPv4 is one word, IPv6 four; each word's bytes must be swapped on a
+    little-endian host. IPv6 comes out in RFC 5952 form (::1, ::ffff:127.0.0.1).
+    """
+    if len(hex_address) not in (8, 32):
+        raise ParseError(f"net: address {hex_address!r} is neither 8 nor 32 hex digits")
+    try:
+        raw = bytes.fromhex(hex_address)
+    except ValueError as exc:
+        raise ParseError(f"net: address {hex_address!r} is not hex") from exc
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    return str(ipaddress.IPv6Address(raw))
+
+
+_ROW = re.compile(
+    r"^\s*\d+:\s+([0-9A-Fa-f]+):([0-9A-Fa-f]{4})\s+([0-9A-Fa-f]+):([0-9A-Fa-f]{4})\s+"
+    r"([0-9A-Fa-f]{2})\s+([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8})\s+\S+\s+\S+\s+\d+\s+\d+\s+(\d+)",
+    re.M,
+)
+
+
+def parse_net_table(
+    text: str, protocol: Protocol, family: int, wanted_inodes: Optional[set[int]] = None
+) -> list[Socket]:
+    """Parse one table, keeping only rows whose inode is wanted (all if None).
+
+    Filtering while parsing matters: net/tcp holds the whole namespace's
+    sockets, often thousands, of which a process owns a few. Rows that do not
+    match the documented layout raise ParseError, except the header line.
+    """
+    rows = text.splitlines()[1:]
+    matches = list(_ROW.finditer(text))
+    if len(matches) != sum(1 for row in rows if row.strip()):
+        raise ParseError(f"net/{protocol}{'6' if family == 6 else ''}: malformed row")
+    sockets = []
+    for match in matches:
+        inode = int(match.group(8))
+        if wanted_inodes is not None and inode not in wanted_inodes:
+            continue
+        local_hex, local_port, remote_hex, remote_port, state, tx, rx = match.groups()[:7]
+        expected_len = 8 if family == 4 else 32
+        if len(local_hex) != expected_len or len(remote_hex) != expected_len:
+            raise ParseError(f"net: address length does not match IPv{family}")
+        state_number = int(state, 16)
+        sockets.append(
+            Socket(
+                protocol=protocol,
+                family=family,
+                state=TCP_STATES.get(state_number, f"UNKNOWN_{state_number}"),
+                local_address=decode_address(local_hex),
+                local_port=int(local_port, 16),
+                remote_address=decode_address(remote_hex),
+                remote_port=int(remote_port, 16),
+                tx_queue=int(tx, 16),
+                rx_queue=int(rx, 16),
+                inode=inode,
+            )
+        )
+    return sockets
+
+
+def socket_inode(link: str) -> Optional[int]:
+    """Inode of an fd link target 'socket:[12345]', None for anything else."""
+    if link.startswith("socket:[") and link.endswith("]"):
+        number = link[8:-1]
+        if number.isdigit():
+            return int(number)
+    return None

@@ -1,0 +1,127 @@
+"""The seed tool's human report, byte for byte where the seed was right.
+
+Column widths follow the seed's printf formats so existing readers (and eyes)
+keep working; sections the seed grew later (USS, page tables, process tree,
+IPv6, unreadable files) are added in the same style.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Optional
+
+from memdoor.collect.memory import MemoryFigures
+from memdoor.collect.oom import OomScores
+from memdoor.collect.reading import Unreadable
+from memdoor.collect.tree import Ancestor
+from memdoor.procfs.maps import Mapping
+from memdoor.procfs.net import Socket
+from memdoor.snapshot import Snapshot
+
+BELOW_THRESHOLD = (
+    "Process memory usage is not equal to or greater than input memory pressure threshold"
+)
+MAPPING_HEADER = "START ADDRESS     SIZE                PERM  DEV    INODE      FILE PATH"
+CONNECTION_HEADER = (
+    "PROT STATE        LOCAL ADDRESS         REMOTE ADDRESS        TX QUEUE    RX QUEUE    "
+)
+
+
+def report_time(epoch: float) -> str:
+    """ctime(3) layout in local time, as the seed printed it."""
+    return f"Report Time: {time.asctime(time.localtime(epoch))}"
+
+
+def basic_section(pid: int, exe: str) -> list[str]:
+    return [
+        "##### PROCESS BASIC INFORMATION #####",
+        f"PID: {pid}",
+        f"Executable Absolute Path: {exe}",
+    ]
+
+
+def _kb(value: Optional[int]) -> str:
+    return "unavailable" if value is None else f"{value} kB"
+
+
+def memory_section(memory: Optional[MemoryFigures], oom: Optional[OomScores]) -> list[str]:
+    lines = ["##### PROCESS MEMORY INFORMATION #####"]
+    if memory is not None:
+        percent = memory.usage_percent
+        lines += [
+            f"Total System Memory: {memory.mem_total_kb} kB",
+            f"Available System Memory: {_kb(memory.mem_available_kb)}",
+            f"Process RSS Memory Usage: {_kb(memory.rss_kb)}",
+            f"Process RSS Anonymous: {_kb(memory.rss_anon_kb)}",
+            f"Process RSS File: {_kb(memory.rss_file_kb)}",
+            f"Process RSS Shared Memory: {_kb(memory.rss_shmem_kb)}",
+            f"Process PSS Memory Usage: {_kb(memory.pss_kb)}",
+            f"Process USS Memory Usage: {_kb(memory.uss_kb)}",
+            f"Process Swap Usage: {_kb(memory.swap_kb)}",
+            f"Process Page Table Size: {_kb(memory.page_tables_kb)}",
+            "Process Memory Usage Percentage: "
+            + ("unavailable" if percent is None else f"{percent:.2f}%"),
+        ]
+    if oom is not None:
+        lines += [
+            f"Process OOM Score: {'unavailable' if oom.score is None else oom.score}",
+            "Process OOM Score Adjustment Value: "
+            + ("unavailable" if oom.score_adj is None else str(oom.score_adj)),
+        ]
+    return lines
+
+
+def tree_section(pid: int, name: str, ancestors: Iterable[Ancestor]) -> list[str]:
+    lines = ["##### PROCESS TREE INFORMATION #####", f"{'PID':<10}NAME", f"{pid:<10}{name}"]
+    lines += [f"{a.pid:<10}{a.name}" for a in ancestors]
+    return lines
+
+
+def mapping_line(m: Mapping) -> str:
+    return f"{m.start:016x}  {m.size_kb:<16}kB  {m.perms}  {m.dev:<5}  {m.inode:<10} {m.path}"
+
+
+def mapping_section(mappings: Iterable[Mapping]) -> list[str]:
+    lines = ["##### PROCESS MEMORY MAPPING INFORMATION #####", MAPPING_HEADER]
+    lines += [mapping_line(m) for m in mappings]
+    return lines
+
+
+def connection_line(s: Socket) -> str:
+    return (
+        f"{s.protocol.upper() + ('6' if s.family == 6 else ''):<4} {s.state:<12} "
+        f"{s.local:<21} {s.remote:<21} {s.tx_queue:<11} {s.rx_queue:<11} "
+    )
+
+
+def connection_section(connections: Iterable[Socket]) -> list[str]:
+    lines = ["##### PROCESS NETWORK CONNECTION INFORMATION #####", CONNECTION_HEADER]
+    lines += [connection_line(s) for s in connections]
+    return lines
+
+
+def problem_section(problems: Iterable[Unreadable]) -> list[str]:
+    return ["##### UNREADABLE INFORMATION #####"] + [
+        f"{p.what}: {p.reason} ({p.detail})" for p in problems
+    ]
+
+
+def below_threshold_report(epoch: float, pid: int, exe: str) -> str:
+    return "\n".join([report_time(epoch), *basic_section(pid, exe), "", BELOW_THRESHOLD, "", ""])
+
+
+def full_report(snapshot: Snapshot, exe: str) -> str:
+    """Every collected section, each followed by a blank line as the seed did."""
+    blocks = [[report_time(snapshot.taken_at), *basic_section(snapshot.pid, exe)]]
+    if snapshot.memory is not None or snapshot.oom is not None:
+        blocks.append(memory_section(snapshot.memory, snapshot.oom))
+    if snapshot.tree is not None and snapshot.identity is not None:
+        blocks.append(tree_section(snapshot.pid, snapshot.identity.name, snapshot.tree))
+    if snapshot.mappings is not None:
+        blocks.append(mapping_section(snapshot.mappings))
+    if snapshot.connections is not None:
+        blocks.append(connection_section(snapshot.connections))
+    if snapshot.problems:
+        blocks.append(problem_section(snapshot.problems))
+    return "\n\n".join("\n".join(block) for block in blocks) + "\n\n"

@@ -1,0 +1,105 @@
+"""A snapshot as plain JSON-able data: the one shape shared by every output.
+
+The daemon's records, the seed command's --format json and the journal field
+all come from here, so a field means the same thing everywhere and the JSON
+Schema describes one structure.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Optional
+
+from memdoor.collect.identity import ProcessIdentity
+from memdoor.collect.memory import MemoryFigures
+from memdoor.procfs.maps import Mapping
+from memdoor.procfs.net import Socket
+from memdoor.snapshot import Snapshot
+
+
+def rfc3339(epoch: float) -> str:
+    """UTC with milliseconds and a Z, the form Elasticsearch and Loki parse without a pattern."""
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def process_dict(identity: ProcessIdentity, cmdline: Optional[list[str]]) -> dict[str, Any]:
+    return {
+        "pid": identity.pid,
+        "ppid": identity.ppid,
+        "name": identity.name,
+        "exe": identity.exe,
+        "exe_deleted": identity.exe_deleted,
+        "cmdline": identity.cmdline if cmdline is None else cmdline,
+        "start_ticks": identity.start_ticks,
+        "started_at": None if identity.started_at is None else rfc3339(identity.started_at),
+    }
+
+
+def memory_dict(memory: MemoryFigures) -> dict[str, Any]:
+    percent = memory.usage_percent
+    return {
+        "mem_total_kb": memory.mem_total_kb,
+        "mem_available_kb": memory.mem_available_kb,
+        "rss_kb": memory.rss_kb,
+        "rss_anon_kb": memory.rss_anon_kb,
+        "rss_file_kb": memory.rss_file_kb,
+        "rss_shmem_kb": memory.rss_shmem_kb,
+        "pss_kb": memory.pss_kb,
+        "uss_kb": memory.uss_kb,
+        "swap_kb": memory.swap_kb,
+        "page_tables_kb": memory.page_tables_kb,
+        "usage_percent": None if percent is None else round(percent, 2),
+        "rollup_source": memory.rollup_source,
+    }
+
+
+def mapping_dict(mapping: Mapping) -> dict[str, Any]:
+    return {
+        "start": f"{mapping.start:016x}",
+        "end": f"{mapping.end:016x}",
+        "size_kb": mapping.size_kb,
+        "rss_kb": mapping.rss_kb,
+        "perms": mapping.perms,
+        "offset": mapping.offset,
+        "dev": mapping.dev,
+        "inode": mapping.inode,
+        "path": mapping.path,
+    }
+
+
+def connection_dict(sock: Socket) -> dict[str, Any]:
+    return {
+        "protocol": sock.protocol,
+        "family": sock.family,
+        "state": sock.state,
+        "local_address": sock.local_address,
+        "local_port": sock.local_port,
+        "remote_address": sock.remote_address,
+        "remote_port": sock.remote_port,
+        "tx_queue": sock.tx_queue,
+        "rx_queue": sock.rx_queue,
+        "inode": sock.inode,
+    }
+
+
+def snapshot_dict(snapshot: Snapshot, cmdline: Optional[list[str]] = None) -> dict[str, Any]:
+    """Sections that were not collected are absent; sections that failed are null.
+
+    cmdline overrides the process's own (redaction) without touching the snapshot.
+    """
+    data: dict[str, Any] = {"taken_at": rfc3339(snapshot.taken_at)}
+    if snapshot.identity is not None:
+        data["process"] = process_dict(snapshot.identity, cmdline)
+    if snapshot.memory is not None:
+        data["memory"] = memory_dict(snapshot.memory)
+    if snapshot.oom is not None:
+        data["oom"] = {"score": snapshot.oom.score, "score_adj": snapshot.oom.score_adj}
+    if snapshot.tree is not None:
+        data["tree"] = [{"pid": a.pid, "name": a.name} for a in snapshot.tree]
+    if snapshot.mappings is not None:
+        data["mappings"] = [mapping_dict(m) for m in snapshot.mappings]
+    if snapshot.connections is not None:
+        data["connections"] = [connection_dict(c) for c in snapshot.connections]
+    data["problems"] = [p.to_dict() for p in snapshot.problems]
+    return data

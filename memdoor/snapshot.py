@@ -1,0 +1,146 @@
+"""One typed snapshot of one process, and the cheap check that decides whether to take it.
+
+The snapshot is taken section by section; any read may find the process gone
+or the file denied. What was read is kept, what was not is listed in problems,
+and a final identity check throws the data away if the pid was reused by
+another process half-way through (its figures would describe a stranger).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from memdoor.collect.connections import read_connections
+from memdoor.collect.identity import ProcessIdentity, read_identity, read_stat
+from memdoor.collect.mappings import read_mappings
+from memdoor.collect.memory import (
+    MemoryFigures,
+    build_memory_figures,
+    read_meminfo,
+    read_rollup,
+    read_status,
+)
+from memdoor.collect.oom import OomScores, read_oom_scores
+from memdoor.collect.reading import Unreadable
+from memdoor.collect.tree import Ancestor, read_ancestry
+from memdoor.procfs.maps import Mapping
+from memdoor.procfs.meminfo import MemInfo
+from memdoor.procfs.net import Socket
+from memdoor.procfs.smaps import MemoryRollup
+from memdoor.procfs.status import ProcStatus
+
+SECTIONS = ("memory", "oom", "tree", "mappings", "connections")
+
+
+@dataclass
+class Snapshot:
+    pid: int
+    taken_at: float
+    identity: Optional[ProcessIdentity] = None
+    memory: Optional[MemoryFigures] = None
+    oom: Optional[OomScores] = None
+    tree: Optional[list[Ancestor]] = None
+    mappings: Optional[list[Mapping]] = None
+    connections: Optional[list[Socket]] = None
+    problems: list[Unreadable] = field(default_factory=list)
+
+    @property
+    def gone(self) -> bool:
+        """The process exited or was replaced before or while the snapshot was taken."""
+        return any(
+            p.reason in ("vanished", "reused") and p.what == _stat_path(self.pid)
+            for p in self.problems
+        )
+
+
+def _stat_path(pid: int, proc: str = "/proc") -> str:
+    return f"{proc}/{pid}/stat"
+
+
+def take_snapshot(
+    pid: int,
+    sections: Collection[str] = SECTIONS,
+    expected_start_ticks: Optional[int] = None,
+    proc: str = "/proc",
+) -> Snapshot:
+    """Read every requested section; never raises for anything the process or kernel does."""
+    snapshot = Snapshot(pid=pid, taken_at=time.time())
+    problems = snapshot.problems
+    stat = read_stat(pid, proc)
+    if isinstance(stat, Unreadable):
+        problems.append(stat)
+        return snapshot
+    if expected_start_ticks is not None and stat.start_ticks != expected_start_ticks:
+        problems.append(_reused(pid, proc, expected_start_ticks, stat.start_ticks))
+        return snapshot
+    snapshot.identity = read_identity(pid, stat, problems, proc)
+
+    rollup: Union[tuple[MemoryRollup, str], Unreadable, None] = None
+    if "mappings" in sections:
+        mappings, smaps_totals = read_mappings(pid, problems, proc)
+        snapshot.mappings = mappings
+        if smaps_totals is not None:
+            rollup = (smaps_totals, "smaps")
+    if "memory" in sections:
+        snapshot.memory = _read_memory(pid, rollup, problems, proc)
+    if "oom" in sections:
+        snapshot.oom = read_oom_scores(pid, problems, proc)
+    if "tree" in sections:
+        snapshot.tree = read_ancestry(stat.ppid, problems, proc)
+    if "connections" in sections:
+        snapshot.connections = read_connections(pid, problems, proc)
+
+    _check_still_same(snapshot, stat.start_ticks, proc)
+    return snapshot
+
+
+def _read_memory(
+    pid: int,
+    rollup: Union[tuple[MemoryRollup, str], Unreadable, None],
+    problems: list[Unreadable],
+    proc: str,
+) -> Optional[MemoryFigures]:
+    meminfo: Union[MemInfo, Unreadable] = read_meminfo(proc)
+    if isinstance(meminfo, Unreadable):
+        problems.append(meminfo)
+        return None
+    status: Union[ProcStatus, Unreadable] = read_status(pid, proc)
+    if isinstance(status, Unreadable):
+        problems.append(status)
+    if rollup is None:
+        rollup = read_rollup(pid, proc)
+    if isinstance(rollup, Unreadable):
+        problems.append(rollup)
+    return build_memory_figures(
+        meminfo,
+        status if isinstance(status, ProcStatus) else None,
+        rollup[0] if isinstance(rollup, tuple) else None,
+        rollup[1] if isinstance(rollup, tuple) else None,
+    )
+
+
+def _reused(pid: int, proc: str, expected: int, found: int) -> Unreadable:
+    return Unreadable(
+        _stat_path(pid, proc),
+        "reused",
+        f"pid {pid} now belongs to a process started at tick {found}, not {expected}",
+    )
+
+
+def _check_still_same(snapshot: Snapshot, start_ticks: int, proc: str) -> None:
+    """Re-read stat last: the data is only trustworthy if the same process is still there."""
+    pid = snapshot.pid
+    after = read_stat(pid, proc)
+    if isinstance(after, Unreadable):
+        snapshot.problems.append(
+            Unreadable(
+                after.what, after.reason, f"process exited during the snapshot: {after.detail}"
+            )
+        )
+    elif after.start_ticks != start_ticks:
+        snapshot.problems.append(_reused(pid, proc, start_ticks, after.start_ticks))
+        snapshot.identity = snapshot.memory = snapshot.oom = None
+        snapshot.tree = snapshot.mappings = snapshot.connections = None
