@@ -23,7 +23,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args[0] in ("-V", "--version"):
         print(version_line())
         return 0
-    if args[0] in ("run", "check-config"):
+    if args[0] in ("run", "check-config", "demo"):
         from memdoor.cli.daemon_commands import run_daemon_command
 
         return run_daemon_command(args)

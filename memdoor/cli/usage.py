@@ -11,8 +11,9 @@ usage: memdoor -p|--pid <target process id>
                -i|--interval <second(s)>
                [-c|--count <count(s)>]
                [--format text|json]
-       memdoor run [--config <file.toml>]
+       memdoor run --config <file.toml>
        memdoor check-config <file.toml>
+       memdoor demo [--seconds <n>]
        memdoor --version | --help"""
 
 EX_USAGE = 2

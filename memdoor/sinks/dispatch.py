@@ -1,0 +1,57 @@
+"""Fan one rendered record out to every sink, keeping the daemon alive when one fails.
+
+A sink that fails (stdout a closed pipe, the journal socket gone) is reported
+once, through the sinks still working and on stderr, and the others go on. The
+journald sink keeps trying, since journald restarts; stdout does not, since a
+closed pipe does not reopen.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Optional
+
+from memdoor.sinks.journal_fields import journal_fields
+from memdoor.sinks.journald import JournaldSender
+from memdoor.sinks.stdout import StdoutSink
+
+FailureReporter = Callable[[str, str], None]
+
+
+class Dispatcher:
+    def __init__(self, stdout: Optional[StdoutSink], journald: Optional[JournaldSender]) -> None:
+        self.stdout = stdout
+        self.journald = journald
+        self.records = 0
+        self.failing: set[str] = set()
+        self.on_failure: Optional[FailureReporter] = None
+
+    @property
+    def sink_names(self) -> list[str]:
+        return [s for s, on in (("stdout", self.stdout), ("journald", self.journald)) if on]
+
+    def emit(self, line: str, record: dict[str, Any]) -> None:
+        self.records += 1
+        if self.stdout is not None and "stdout" not in self.failing:
+            try:
+                self.stdout.write(line)
+            except (OSError, ValueError) as exc:
+                # ValueError: write to a closed file object.
+                self._failed("stdout", str(exc))
+        if self.journald is not None:
+            outcome = self.journald.send(journal_fields(record, line))
+            if outcome.ok:
+                self.failing.discard("journald")
+            else:
+                self._failed("journald", outcome.detail)
+
+    def _failed(self, sink: str, detail: str) -> None:
+        if sink in self.failing:
+            return
+        self.failing.add(sink)
+        try:
+            print(f"memdoor: sink {sink} failed: {detail}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass  # stderr is gone too; the record below is the remaining channel
+        if self.on_failure is not None:
+            self.on_failure(sink, detail)

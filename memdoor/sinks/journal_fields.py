@@ -1,0 +1,42 @@
+"""A record as native journal fields, so `journalctl MEMDOOR_TARGET=x` works.
+
+Only small, filterable facts become their own fields; the whole record travels
+once, as JSON, in MEMDOOR_RECORD. Field names follow journald's rules (A-Z,
+0-9, _; invalid ones are silently dropped by journald).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+SYSLOG_IDENTIFIER = "memdoor"
+RECORD_FIELD = "MEMDOOR_RECORD"
+
+# syslog(3) priorities, which journald stores as PRIORITY.
+PRIORITIES = {"critical": 2, "error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
+
+
+def _figure(record: Mapping[str, Any], section: str, key: str) -> Any:
+    value = record.get(section)
+    return value.get(key) if isinstance(value, Mapping) else None
+
+
+def journal_fields(record: Mapping[str, Any], line: str) -> dict[str, str]:
+    fields = {
+        "MESSAGE": str(record.get("message") or record.get("event")),
+        "PRIORITY": str(PRIORITIES.get(str(record.get("level")), 6)),
+        "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+        "MEMDOOR_EVENT": str(record.get("event")),
+        "MEMDOOR_SCHEMA_VERSION": str(record.get("schema_version")),
+        RECORD_FIELD: line,
+    }
+    optional = {
+        "MEMDOOR_TARGET": record.get("target"),
+        "MEMDOOR_PID": record.get("pid"),
+        "MEMDOOR_RSS_KB": _figure(record, "memory", "rss_kb"),
+        "MEMDOOR_USAGE_PERCENT": _figure(record, "memory", "usage_percent"),
+        "MEMDOOR_THRESHOLD_PERCENT": record.get("threshold_percent"),
+    }
+    fields.update({key: str(value) for key, value in optional.items() if value is not None})
+    return fields

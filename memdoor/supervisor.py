@@ -1,0 +1,124 @@
+"""One supervisor per configured target: finds its processes and runs a watcher for each.
+
+The supervisor re-resolves the target on its interval, so new processes of an
+exe are picked up and a pidfile that names a restarted service is followed.
+Resolution never re-adopts a pid it saw end while the locator still names
+that same pid: a stale pidfile pointing at a recycled pid would otherwise make
+a stranger the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Optional
+
+from memdoor.collect.identity import read_identity, read_stat
+from memdoor.collect.reading import Unreadable
+from memdoor.resolve import Resolution, resolve
+from memdoor.watcher import ProcessWatcher, TargetState
+
+
+class TargetSupervisor:
+    def __init__(self, state: TargetState) -> None:
+        self.state = state
+        self.watchers: dict[int, tuple[ProcessWatcher, asyncio.Task[None]]] = {}
+        self.ended_pids: set[int] = set()
+        self.last_progress = time.monotonic()
+        self._last_problem: Optional[str] = None
+        self._waiting_reported = False
+
+    @property
+    def name(self) -> str:
+        return self.state.target.name
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.step()
+                self.last_progress = time.monotonic()
+                await asyncio.sleep(self.state.target.interval)
+        finally:
+            for _watcher, task in self.watchers.values():
+                task.cancel()
+            await asyncio.gather(*(t for _w, t in self.watchers.values()), return_exceptions=True)
+
+    def step(self) -> None:
+        self._reap()
+        if self.state.count_reached:
+            return
+        target = self.state.target
+        if target.pid is not None and target.pid in self.ended_pids:
+            return  # a fixed pid is one process; once it ended, it is not re-adopted
+        resolution = resolve(target.pid, target.pidfile, target.exe, self.state.proc)
+        self._report_resolution(resolution)
+        for pid in resolution.pids:
+            if pid not in self.watchers and pid not in self.ended_pids:
+                self._adopt(pid)
+        # A pid that ended may be re-adopted once the locator stops naming it.
+        self.ended_pids &= set(resolution.pids) | ({target.pid} if target.pid else set())
+
+    def _adopt(self, pid: int) -> None:
+        proc = self.state.proc
+        stat = read_stat(pid, proc)
+        if isinstance(stat, Unreadable):
+            return
+        problems: list[Unreadable] = []
+        identity = read_identity(pid, stat, problems, proc)
+        target = self.state.target
+        if target.exe is not None and identity.exe is None:
+            return  # cannot confirm it runs the exe: never report a stranger
+        watcher = ProcessWatcher(self.state, identity)
+        self._waiting_reported = False
+        watcher.log_event(
+            "info",
+            "target_found",
+            f"{target.name}: watching pid {pid} ({identity.exe or identity.name})",
+            process=watcher.process_fields(),
+            problems=[p.to_dict() for p in problems],
+        )
+        self.watchers[pid] = (watcher, asyncio.get_running_loop().create_task(watcher.run()))
+
+    def _reap(self) -> None:
+        for pid, (watcher, task) in list(self.watchers.items()):
+            if task.done():
+                del self.watchers[pid]
+                self.ended_pids.add(pid)
+                if not task.cancelled() and task.exception() is not None:
+                    self.state.log.error(
+                        "watcher_failed",
+                        target=self.name,
+                        pid=pid,
+                        message=f"{self.name} pid {pid}: watcher failed: {task.exception()!r}",
+                    )
+
+    def _report_resolution(self, resolution: Resolution) -> None:
+        """Say once when a target has nothing to watch or its locator fails, not every tick."""
+        problem = resolution.problem
+        text = f"{problem.what}: {problem.reason} ({problem.detail})" if problem else None
+        if text != self._last_problem and problem is not None:
+            self.state.log.warning(
+                "target_unresolved",
+                target=self.name,
+                message=f"{self.name}: cannot resolve: {text}",
+                problems=[problem.to_dict()],
+            )
+        self._last_problem = text
+        if not resolution.pids and not self.watchers and not self._waiting_reported:
+            self._waiting_reported = True
+            self.state.log.info(
+                "target_waiting",
+                target=self.name,
+                message=f"{self.name}: no process to watch yet",
+            )
+
+    def stale(self, now: float, allowance: float) -> bool:
+        """True when this supervisor or one of its watchers stopped making progress."""
+        limit = 2 * self.state.target.interval + allowance
+        if now - self.last_progress > limit:
+            return True
+        return any(
+            now - watcher.last_progress > limit
+            for watcher, task in self.watchers.values()
+            if not task.done()
+        )
