@@ -80,7 +80,7 @@ class TargetSupervisor:
         self.watchers[pid] = (watcher, asyncio.get_running_loop().create_task(watcher.run()))
 
     def _reap(self) -> None:
-        for pid, (watcher, task) in list(self.watchers.items()):
+        for pid, (_watcher, task) in list(self.watchers.items()):
             if task.done():
                 del self.watchers[pid]
                 self.ended_pids.add(pid)

@@ -8,6 +8,7 @@ closed pipe does not reopen.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, Callable, Optional
 
@@ -49,9 +50,8 @@ class Dispatcher:
         if sink in self.failing:
             return
         self.failing.add(sink)
-        try:
+        # If stderr is gone too, the record below is the remaining channel.
+        with contextlib.suppress(OSError, ValueError):
             print(f"memdoor: sink {sink} failed: {detail}", file=sys.stderr, flush=True)
-        except (OSError, ValueError):
-            pass  # stderr is gone too; the record below is the remaining channel
         if self.on_failure is not None:
             self.on_failure(sink, detail)
