@@ -1,0 +1,644 @@
+"""The configuration file: what loads, what is refused, and how the refusal reads.
+
+Files are real files read through load_config (the kernel decides what "missing",
+"a directory" and "permission denied" mean); the property test goes through
+parse_config, the same code minus the read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import string
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from memdoor.config import (
+    ALL_SECTIONS,
+    EX_CONFIG,
+    PID_MAX_LIMIT,
+    SELECTOR_KEYS,
+    Config,
+    ConfigError,
+    ConfigProblem,
+    DaemonConfig,
+    JournaldSink,
+    ResolvedTarget,
+    SinksConfig,
+    StdoutSink,
+    TargetConfig,
+    effective_targets,
+    load_config,
+    parse_config,
+    render_effective,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "memdoor" / "example.toml"
+
+# A valid [[target]] that single-error cases extend by one key.
+APP = '[[target]]\nname = "app"\n'
+APP_EXE = APP + 'exe = "/usr/bin/app"\n'
+
+
+@pytest.fixture
+def config_dir() -> Iterator[Path]:
+    """A private directory under /tmp, removed afterwards; not tmp_path, which pytest
+    keeps around and which sits under a root-only directory."""
+    with tempfile.TemporaryDirectory(prefix="memdoor-config-") as name:
+        yield Path(name)
+
+
+def write(directory: Path, text: str, name: str = "memdoor.toml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(directory: Path, text: str) -> list[tuple[str, str]]:
+    path = write(directory, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.path == str(path)
+    return [(problem.key_path, problem.reason) for problem in caught.value.problems]
+
+
+def test_ex_config_is_sysexits_value() -> None:
+    assert EX_CONFIG == 78 == os.EX_CONFIG
+
+
+def test_shipped_example_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert config.daemon == DaemonConfig()
+    assert config.sinks == SinksConfig()
+    assert effective_targets(config) == [
+        ResolvedTarget(
+            name="cron",
+            pid=None,
+            pidfile=None,
+            exe="/usr/sbin/cron",
+            threshold=80,
+            interval=2.5,
+            count=10,
+            sections=ALL_SECTIONS,
+        )
+    ]
+
+
+def test_shipped_example_shows_every_key() -> None:
+    """The example is the operator's reference: a key added to the schema but not to
+    the example fails here."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    raw = tomllib.loads(text)
+    assert set(raw) == {"daemon", "sinks", "target"}
+    assert set(raw["daemon"]) == set(DaemonConfig.model_fields)
+    assert set(raw["sinks"]) == set(SinksConfig.model_fields)
+    assert set(raw["sinks"]["stdout"]) == set(StdoutSink.model_fields)
+    assert set(raw["sinks"]["journald"]) == set(JournaldSink.model_fields)
+    (target,) = raw["target"]
+    written = set(target)
+    alternatives = set(SELECTOR_KEYS) - written
+    assert written | alternatives == set(TargetConfig.model_fields)
+    for key in alternatives:
+        assert f"#   {key} = " in text
+
+
+def test_empty_file_gives_defaults(config_dir: Path) -> None:
+    config = load_config(write(config_dir, ""))
+    assert config.daemon.interval == 5.0
+    assert config.daemon.threshold == 50
+    assert config.daemon.watchdog is True
+    assert config.daemon.redact_cmdline is False
+    assert config.sinks.stdout.enabled is True
+    assert config.sinks.journald.enabled == "auto"
+    assert config.sinks.journald.socket == "/run/systemd/journal/socket"
+    assert config.targets == ()
+    assert effective_targets(config) == []
+
+
+def test_empty_target_list_is_allowed(config_dir: Path) -> None:
+    assert load_config(write(config_dir, "target = []\n")).targets == ()
+
+
+def test_targets_inherit_daemon_defaults(config_dir: Path) -> None:
+    text = (
+        "[daemon]\ninterval = 3\nthreshold = 70\n"
+        '[[target]]\nname = "own"\npid = 42\nthreshold = 20\ninterval = 0.05\n'
+        'count = 3\nsections = ["tree", "memory"]\n'
+        '[[target]]\nname = "inherits"\npidfile = "/run/app.pid"\n'
+    )
+    own, inherits = effective_targets(load_config(write(config_dir, text)))
+    assert own == ResolvedTarget("own", 42, None, None, 20, 0.05, 3, ("tree", "memory"))
+    assert inherits == ResolvedTarget(
+        "inherits", None, "/run/app.pid", None, 70, 3.0, None, ALL_SECTIONS
+    )
+    assert isinstance(inherits.interval, float)
+
+
+def test_journald_enabled_accepts_bools(config_dir: Path) -> None:
+    for value in (True, False):
+        text = f"[sinks.journald]\nenabled = {'true' if value else 'false'}\n"
+        assert load_config(write(config_dir, text)).sinks.journald.enabled is value
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path", "reason"),
+    [
+        ("[daemon]\ninterval = 0\n", "daemon.interval", "must be at least 0.05 (got 0)"),
+        ("[daemon]\ninterval = -1.5\n", "daemon.interval", "must be at least 0.05 (got -1.5)"),
+        ("[daemon]\ninterval = nan\n", "daemon.interval", "must be a finite number (got nan)"),
+        ("[daemon]\ninterval = inf\n", "daemon.interval", "must be a finite number (got inf)"),
+        ('[daemon]\ninterval = "5"\n', "daemon.interval", 'expected a number (got "5")'),
+        ("[daemon]\ninterval = true\n", "daemon.interval", "expected a number (got true)"),
+        ("[daemon]\nthreshold = 0\n", "daemon.threshold", "must be between 1 and 99 (got 0)"),
+        ("[daemon]\nthreshold = 100\n", "daemon.threshold", "must be between 1 and 99 (got 100)"),
+        ("[daemon]\nthreshold = 50.0\n", "daemon.threshold", "expected an integer (got 50.0)"),
+        ('[daemon]\nthreshold = "50"\n', "daemon.threshold", 'expected an integer (got "50")'),
+        ('[daemon]\nwatchdog = "yes"\n', "daemon.watchdog", 'expected true or false (got "yes")'),
+        (
+            "[daemon]\nredact_cmdline = 1\n",
+            "daemon.redact_cmdline",
+            "expected true or false (got 1)",
+        ),
+        (
+            '[sinks.stdout]\nenabled = "auto"\n',
+            "sinks.stdout.enabled",
+            'expected true or false (got "auto")',
+        ),
+        (
+            '[sinks.journald]\nenabled = "yes"\n',
+            "sinks.journald.enabled",
+            'must be true, false or "auto" (got "yes")',
+        ),
+        (
+            "[sinks.journald]\nenabled = 1\n",
+            "sinks.journald.enabled",
+            'must be true, false or "auto" (got 1)',
+        ),
+        (
+            '[sinks.journald]\nsocket = "journal.sock"\n',
+            "sinks.journald.socket",
+            'must be an absolute path (got "journal.sock")',
+        ),
+        ("daemon = 5\n", "daemon", "expected a table (got 5)"),
+        ("[sinks]\nstdout = true\n", "sinks.stdout", "expected a table (got true)"),
+        ("target = 5\n", "target", "expected an array of tables, written [[target]] (got 5)"),
+        (
+            '[target]\nname = "app"\n',
+            "target",
+            "expected an array of tables, written [[target]] (got a table)",
+        ),
+        ("target = [5]\n", "target[0]", "expected a table (got 5)"),
+        (
+            APP + "pid = true\n",
+            'target[0] (name="app").pid',
+            "expected an integer (got true)",
+        ),
+        (
+            APP + "pid = 0\n",
+            'target[0] (name="app").pid',
+            f"must be between 1 and {PID_MAX_LIMIT} (got 0)",
+        ),
+        (
+            APP + f"pid = {PID_MAX_LIMIT + 1}\n",
+            'target[0] (name="app").pid',
+            f"must be between 1 and {PID_MAX_LIMIT} (got {PID_MAX_LIMIT + 1})",
+        ),
+        (
+            APP + 'pidfile = "run/app.pid"\n',
+            'target[0] (name="app").pidfile',
+            'must be an absolute path (got "run/app.pid")',
+        ),
+        (
+            APP + 'exe = "/usr/bin/a\\u0000b"\n',
+            'target[0] (name="app").exe',
+            'must not contain a NUL character (got "/usr/bin/a\\u0000b")',
+        ),
+        (
+            APP_EXE + 'threshold = "50"\n',
+            'target[0] (name="app").threshold',
+            'expected an integer (got "50")',
+        ),
+        (
+            APP_EXE + "threshold = 150\n",
+            'target[0] (name="app").threshold',
+            "must be between 1 and 99 (got 150)",
+        ),
+        (
+            APP_EXE + "interval = 0.01\n",
+            'target[0] (name="app").interval',
+            "must be at least 0.05 (got 0.01)",
+        ),
+        (
+            APP_EXE + "count = 0\n",
+            'target[0] (name="app").count',
+            "must be at least 1 (got 0)",
+        ),
+        (
+            APP_EXE + "count = 1.5\n",
+            'target[0] (name="app").count',
+            "expected an integer (got 1.5)",
+        ),
+        (
+            APP_EXE + "sections = []\n",
+            'target[0] (name="app").sections',
+            "must not be empty (got [])",
+        ),
+        (
+            APP_EXE + 'sections = "memory"\n',
+            'target[0] (name="app").sections',
+            'expected an array (got "memory")',
+        ),
+        (
+            APP_EXE + 'sections = ["tree", "oom", "tree"]\n',
+            'target[0] (name="app").sections',
+            'lists "tree" twice (got ["tree", "oom", "tree"])',
+        ),
+        (
+            APP_EXE + 'sections = ["memory", "heap"]\n',
+            'target[0] (name="app").sections[1]',
+            "must be one of 'memory', 'oom', 'tree', 'mappings' or 'connections' (got \"heap\")",
+        ),
+        (
+            '[[target]]\nname = "my app"\npid = 1\n',
+            'target[0] (name="my app").name',
+            'must be 1 to 64 characters from A-Z a-z 0-9 _ . @ - (got "my app")',
+        ),
+        (
+            f'[[target]]\nname = "{"n" * 65}"\npid = 1\n',
+            f'target[0] (name="{"n" * 65}").name',
+            f'must be 1 to 64 characters from A-Z a-z 0-9 _ . @ - (got "{"n" * 56}...)',
+        ),
+        (
+            "[[target]]\nname = 7\npid = 1\n",
+            "target[0].name",
+            "expected a string (got 7)",
+        ),
+        ("[[target]]\npid = 1\n", "target[0].name", "is required"),
+    ],
+)
+def test_single_problem(config_dir: Path, text: str, key_path: str, reason: str) -> None:
+    assert problems_of(config_dir, text) == [(key_path, reason)]
+
+
+def test_int_accepted_where_a_number_is_expected(config_dir: Path) -> None:
+    config = load_config(write(config_dir, "[daemon]\ninterval = 2\n" + APP_EXE + "interval = 1\n"))
+    assert config.daemon.interval == 2.0
+    assert config.targets[0].interval == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path", "reason"),
+    [
+        ("verbose = true\n", "", "unknown key 'verbose'"),
+        ('[[targets]]\nname = "app"\n', "", "unknown key 'targets' (did you mean 'target'?)"),
+        (
+            "[daemon]\nthresold = 50\n",
+            "daemon",
+            "unknown key 'thresold' (did you mean 'threshold'?)",
+        ),
+        ("[daemon.extra]\nx = 1\n", "daemon", "unknown key 'extra'"),
+        ("[sinks.syslog]\nenabled = true\n", "sinks", "unknown key 'syslog'"),
+        (
+            "[sinks.stdout]\nenable = true\n",
+            "sinks.stdout",
+            "unknown key 'enable' (did you mean 'enabled'?)",
+        ),
+        (
+            '[sinks.journald]\nsock = "/x"\n',
+            "sinks.journald",
+            "unknown key 'sock' (did you mean 'socket'?)",
+        ),
+        (APP_EXE + "color = 1\n", 'target[0] (name="app")', "unknown key 'color'"),
+    ],
+)
+def test_unknown_keys_at_every_level(
+    config_dir: Path, text: str, key_path: str, reason: str
+) -> None:
+    assert problems_of(config_dir, text) == [(key_path, reason)]
+
+
+@pytest.mark.parametrize(
+    ("selectors", "got"),
+    [
+        ("", "none"),
+        ('pid = 1\nexe = "/usr/bin/app"\n', "pid, exe"),
+        ('exe = "/usr/bin/app"\npidfile = "/run/app.pid"\n', "pidfile, exe"),
+        ('pid = 1\npidfile = "/run/app.pid"\nexe = "/usr/bin/app"\n', "pid, pidfile, exe"),
+    ],
+)
+def test_exactly_one_selector(config_dir: Path, selectors: str, got: str) -> None:
+    text = '[[target]]\nname = "ok"\npid = 1\n' + APP + selectors
+    assert problems_of(config_dir, text) == [
+        ('target[1] (name="app")', f"exactly one of pid, pidfile, exe is required (got {got})")
+    ]
+
+
+def test_duplicate_target_names(config_dir: Path) -> None:
+    text = "".join(
+        f'[[target]]\nname = "{name}"\npid = {pid}\n'
+        for pid, name in enumerate(["a", "b", "c", "b", "a"], start=1)
+    )
+    assert problems_of(config_dir, text) == [
+        ('target[3] (name="b").name', 'duplicate name "b" (already used by target[1])'),
+        ('target[4] (name="a").name', 'duplicate name "a" (already used by target[0])'),
+    ]
+
+
+def test_every_problem_reported_at_once(config_dir: Path) -> None:
+    """Cross-field problems (selectors, duplicate names) must show up even next to
+    ordinary field errors in the same target, which stop pydantic's own checks."""
+    text = """\
+verbose = 1
+
+[daemon]
+interval = 0
+thresold = 40
+
+[sinks.journald]
+enabled = "yes"
+
+[[target]]
+name = "db"
+pid = true
+exe = "/usr/sbin/db"
+threshold = 150
+
+[[target]]
+name = "web"
+pidfile = "/run/web.pid"
+sections = ["memory", "heap"]
+
+[[target]]
+name = "db"
+count = 0
+"""
+    assert problems_of(config_dir, text) == [
+        ("", "unknown key 'verbose'"),
+        ("daemon.interval", "must be at least 0.05 (got 0)"),
+        ("daemon", "unknown key 'thresold' (did you mean 'threshold'?)"),
+        ("sinks.journald.enabled", 'must be true, false or "auto" (got "yes")'),
+        ('target[0] (name="db").pid', "expected an integer (got true)"),
+        ('target[0] (name="db").threshold', "must be between 1 and 99 (got 150)"),
+        ('target[0] (name="db")', "exactly one of pid, pidfile, exe is required (got pid, exe)"),
+        (
+            'target[1] (name="web").sections[1]',
+            "must be one of 'memory', 'oom', 'tree', 'mappings' or 'connections' (got \"heap\")",
+        ),
+        ('target[2] (name="db").count', "must be at least 1 (got 0)"),
+        ('target[2] (name="db")', "exactly one of pid, pidfile, exe is required (got none)"),
+        ('target[2] (name="db").name', 'duplicate name "db" (already used by target[0])'),
+    ]
+
+
+def test_error_text_and_record(config_dir: Path) -> None:
+    path = write(config_dir, "bogus = 1\n[daemon]\nthreshold = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    error = caught.value
+    assert str(error).splitlines() == [
+        f"{path}: unknown key 'bogus'",
+        f"{path}: daemon.threshold: must be between 1 and 99 (got 0)",
+    ]
+    record = error.record_fields()
+    assert json.loads(json.dumps(record)) == {
+        "file": str(path),
+        "errors": [
+            {"key": "", "reason": "unknown key 'bogus'"},
+            {"key": "daemon.threshold", "reason": "must be between 1 and 99 (got 0)"},
+        ],
+    }
+
+
+def test_toml_syntax_error_names_the_line(config_dir: Path) -> None:
+    problems = problems_of(config_dir, "[daemon]\ninterval = 5\nthreshold = = 3\n")
+    assert len(problems) == 1
+    key_path, reason = problems[0]
+    assert key_path == ""
+    assert reason.startswith("not valid TOML: ")
+    assert "line 3" in reason
+
+
+def test_toml_duplicate_key_is_a_syntax_error(config_dir: Path) -> None:
+    (problem,) = problems_of(config_dir, "[daemon]\nthreshold = 5\nthreshold = 6\n")
+    assert problem[1].startswith("not valid TOML: ")
+    assert "line 3" in problem[1]
+
+
+def test_invalid_utf8_names_the_byte(config_dir: Path) -> None:
+    path = config_dir / "latin1.toml"
+    path.write_bytes("[daemon]\n# caf\u00e9\nthreshold = 5\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        ConfigProblem("", "not valid UTF-8: byte 0xe9 at line 2, column 6")
+    ]
+
+
+def test_missing_file(config_dir: Path) -> None:
+    path = config_dir / "absent.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.path == str(path)
+    assert caught.value.problems == [
+        ConfigProblem("", "cannot read the file: No such file or directory")
+    ]
+    assert str(caught.value) == f"{path}: cannot read the file: No such file or directory"
+
+
+def test_directory_instead_of_file(config_dir: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_dir)
+    assert caught.value.problems == [ConfigProblem("", "cannot read the file: Is a directory")]
+
+
+@contextlib.contextmanager
+def unable_to_override_permissions() -> Iterator[None]:
+    """Root reads a mode-000 file anyway (CAP_DAC_OVERRIDE); as root, switch the
+    effective uid to nobody for the read, which drops those capabilities, so the
+    kernel really refuses. The real uid stays 0, which lets us switch back."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        nobody = pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        pytest.skip("running as root and there is no 'nobody' user to drop privileges to")
+    os.seteuid(nobody)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_permission_denied(config_dir: Path) -> None:
+    config_dir.chmod(0o711)  # nobody may traverse the directory; only the file refuses
+    path = write(config_dir, "")
+    path.chmod(0o000)
+    with unable_to_override_permissions(), pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert os.geteuid() == os.getuid()
+    assert caught.value.problems == [ConfigProblem("", "cannot read the file: Permission denied")]
+
+
+def roundtrip(config_dir: Path, config: Config) -> Config:
+    return load_config(write(config_dir, render_effective(config), name="effective.toml"))
+
+
+def test_render_effective_round_trips_the_example(config_dir: Path) -> None:
+    config = load_config(EXAMPLE)
+    assert roundtrip(config_dir, config) == config
+
+
+def test_render_effective_fills_in_defaults(config_dir: Path) -> None:
+    config = load_config(write(config_dir, APP_EXE))
+    rendered = render_effective(config)
+    raw = tomllib.loads(rendered)
+    assert raw["daemon"] == {
+        "interval": 5.0,
+        "threshold": 50,
+        "watchdog": True,
+        "redact_cmdline": False,
+    }
+    assert raw["sinks"] == {
+        "stdout": {"enabled": True},
+        "journald": {"enabled": "auto", "socket": "/run/systemd/journal/socket"},
+    }
+    assert raw["target"] == [{"name": "app", "exe": "/usr/bin/app"}]
+    assert "# threshold = 50  (from daemon.threshold)" in rendered.splitlines()
+    assert "# interval = 5.0  (from daemon.interval)" in rendered.splitlines()
+    assert roundtrip(config_dir, config) == config
+
+
+def test_render_effective_without_targets(config_dir: Path) -> None:
+    config = load_config(write(config_dir, "[daemon]\nwatchdog = false\n"))
+    rendered = render_effective(config)
+    assert "# No [[target]]: the daemon watches nothing." in rendered.splitlines()
+    assert roundtrip(config_dir, config) == config
+
+
+NAME_CHARACTERS = string.ascii_letters + string.digits + "_.@-"
+
+
+def _path_text() -> st.SearchStrategy[str]:
+    characters = st.characters(exclude_categories=["Cs"], exclude_characters="\0")
+    return st.text(characters, max_size=40).map(lambda tail: "/" + tail)
+
+
+def _target() -> st.SearchStrategy[dict[str, object]]:
+    selector = st.one_of(
+        st.fixed_dictionaries({"pid": st.integers(1, PID_MAX_LIMIT)}),
+        st.fixed_dictionaries({"pidfile": _path_text()}),
+        st.fixed_dictionaries({"exe": _path_text()}),
+    )
+    rest = st.fixed_dictionaries(
+        {"name": st.text(NAME_CHARACTERS, min_size=1, max_size=64)},
+        optional={
+            "threshold": st.integers(1, 99),
+            "interval": st.floats(min_value=0.05, allow_nan=False, allow_infinity=False),
+            "count": st.integers(1, 2**63 - 1),
+            "sections": st.lists(st.sampled_from(ALL_SECTIONS), min_size=1, unique=True),
+        },
+    )
+    return st.builds(lambda a, b: {**a, **b}, selector, rest)
+
+
+_raw_configs = st.fixed_dictionaries(
+    {},
+    optional={
+        "daemon": st.fixed_dictionaries(
+            {},
+            optional={
+                "interval": st.one_of(
+                    st.integers(1, 3600),
+                    st.floats(min_value=0.05, allow_nan=False, allow_infinity=False),
+                ),
+                "threshold": st.integers(1, 99),
+                "watchdog": st.booleans(),
+                "redact_cmdline": st.booleans(),
+            },
+        ),
+        "sinks": st.fixed_dictionaries(
+            {},
+            optional={
+                "stdout": st.fixed_dictionaries({}, optional={"enabled": st.booleans()}),
+                "journald": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "enabled": st.sampled_from([True, False, "auto"]),
+                        "socket": _path_text(),
+                    },
+                ),
+            },
+        ),
+        "target": st.lists(_target(), max_size=4, unique_by=lambda target: target["name"]),
+    },
+)
+
+
+@settings(database=None)
+@given(_raw_configs)
+def test_render_effective_round_trips_any_valid_config(raw: dict[str, object]) -> None:
+    """Paths with quotes, backslashes and control characters, huge and tiny floats:
+    whatever validates must render to TOML that loads back to the same Config."""
+    config = Config.model_validate(raw)
+    rendered = render_effective(config)
+    assert parse_config(rendered.encode("utf-8"), "<rendered>") == config
+
+
+def test_unchanged_targets_are_equal_across_loads(config_dir: Path) -> None:
+    """Reload diffing relies on value equality and hashing of targets."""
+    base = (
+        '[[target]]\nname = "a"\nexe = "/usr/bin/a"\nsections = ["memory"]\n'
+        '[[target]]\nname = "b"\npid = 10\nthreshold = 60\n'
+    )
+    first = load_config(write(config_dir, base))
+    second = load_config(write(config_dir, base))
+    assert first is not second
+    assert first == second
+    assert hash(first) == hash(second)
+    assert set(first.targets) == set(second.targets)
+    assert set(effective_targets(first)) == set(effective_targets(second))
+
+    changed = load_config(write(config_dir, base.replace("threshold = 60", "threshold = 70")))
+    assert changed != first
+    assert set(changed.targets) - set(first.targets) == {changed.targets[1]}
+    assert changed.targets[0] == first.targets[0]
+    assert hash(changed.targets[0]) == hash(first.targets[0])
+
+
+def test_daemon_default_change_changes_inheriting_targets(config_dir: Path) -> None:
+    base = APP_EXE + '[[target]]\nname = "fixed"\npid = 10\nthreshold = 60\n'
+    before = effective_targets(load_config(write(config_dir, base)))
+    after = effective_targets(load_config(write(config_dir, "[daemon]\nthreshold = 90\n" + base)))
+    assert set(after) - set(before) == {after[0]}
+    assert after[0].threshold == 90
+    assert after[1] == before[1]
+
+
+def test_models_enforce_cross_field_rules_outside_the_loader() -> None:
+    """Configs built in code (tests, tools) get the same guarantees as loaded ones."""
+    with pytest.raises(ValidationError, match="exactly one of pid, pidfile, exe"):
+        TargetConfig.model_validate({"name": "x", "pid": 1, "exe": "/bin/x"})
+    with pytest.raises(ValidationError, match='duplicate name "x"'):
+        Config.model_validate({"target": [{"name": "x", "pid": 1}, {"name": "x", "pid": 2}]})
+
+
+def test_models_are_frozen() -> None:
+    target = TargetConfig.model_validate({"name": "x", "pid": 1})
+    with pytest.raises(ValidationError, match="frozen"):
+        target.pid = 2
+    assert target.pid == 1
