@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from memdoor.config import Config, ConfigError, ResolvedTarget, effective_targets, load_config
 from memdoor.notify import Notifier, watchdog_interval
-from memdoor.records import build_logger
+from memdoor.records import build_logger, log_config_invalid
 from memdoor.sinks.dispatch import Dispatcher
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink, stdout_is_journal_stream
@@ -110,11 +110,7 @@ class Daemon:
         try:
             new_config = load_config(self.config_path) if self.config_path else self.config
         except ConfigError as exc:
-            self.log.error(
-                "config_invalid",
-                message=f"reload rejected, keeping the running configuration: {exc}",
-                **{k: v for k, v in exc.to_record().items() if k != "event"},
-            )
+            log_config_invalid(self.log, exc, "reload rejected, the running configuration stays")
             self.notifier.ready(self.status_line())
             return
         if new_config.sinks != self.config.sinks:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from memdoor.config import ConfigError
 from memdoor.render.snapshot_dict import rfc3339
 
 SCHEMA_VERSION = 1
@@ -80,4 +81,14 @@ def build_logger(sink: RecordSink) -> Any:
             render_line,
         ],
         cache_logger_on_first_use=True,
+    )
+
+
+def log_config_invalid(log: Any, exc: ConfigError, consequence: str) -> None:
+    """One config_invalid record: the file, and each key path with its reason."""
+    log.error(
+        "config_invalid",
+        message=f"{exc.path}: invalid configuration, {consequence}: "
+        + "; ".join(p.describe(exc.path) for p in exc.problems),
+        **exc.record_fields(),
     )

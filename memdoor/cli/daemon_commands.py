@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -18,6 +17,9 @@ from memdoor.collect.memory import read_meminfo
 from memdoor.collect.reading import Unreadable
 from memdoor.config import EX_CONFIG, Config, ConfigError, load_config, render_effective
 from memdoor.daemon import Daemon
+from memdoor.records import build_logger, log_config_invalid
+from memdoor.sinks.dispatch import Dispatcher
+from memdoor.sinks.stdout import StdoutSink
 
 # The demo's child holds a little more than 1% of MemTotal (the lowest
 # threshold), capped so that the demo never takes a large host's memory.
@@ -32,8 +34,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _report_config_error(exc: ConfigError) -> None:
     """stderr for the operator, one JSON record for whatever collects the output."""
-    print(str(exc), file=sys.stderr)
-    print(json.dumps({"level": "error", **exc.to_record()}), flush=True)
+    print(str(exc), file=sys.stderr, flush=True)
+    log_config_invalid(build_logger(Dispatcher(StdoutSink(), None)), exc, "not started")
 
 
 def _load(path: str) -> Optional[Config]:

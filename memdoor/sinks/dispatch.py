@@ -41,8 +41,10 @@ class Dispatcher:
                 self._failed("stdout", str(exc))
         if self.journald is not None:
             outcome = self.journald.send(journal_fields(record, line))
-            if outcome.ok:
+            if outcome.status in ("sent", "sent_via_memfd"):
                 self.failing.discard("journald")
+            elif outcome.status == "dropped_busy":
+                self._failed("journald", "journald is not reading; records are being dropped")
             else:
                 self._failed("journald", outcome.detail)
 
