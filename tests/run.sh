@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a Debian machine and run all of it.
+# Run as root from a checkout: bash tests/run.sh [extra pytest arguments]
+#
+# What it installs, and why:
+#   Debian packages  iproute2 (ss, to check connections), systemd (journald,
+#                    systemd-analyze), python3-venv, and what tests/system needs
+#                    to boot systemd in a container.
+#   A virtualenv     .venv-test/ with memdoor[test], so the host Python stays clean.
+# Then it runs pytest once with the default python3, and the tests that need no
+# root or kernel fixtures once more with every other supported CPython it finds
+# (pyenv's 3.9 and 3.13 on our CI machines), so the 3.9–3.13 range is tested for real.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(iproute2 systemd python3-venv procps util-linux)
+
+missing=()
+for package in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "tests/run.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+make_venv() {  # make_venv PYTHON DIR
+    "$1" -m venv "$2"
+    "$2/bin/pip" install -q --disable-pip-version-check -e '.[test]'
+}
+
+python=${PYTHON:-python3}
+make_venv "$python" .venv-test
+.venv-test/bin/python -m pytest -q "$@"
+
+# The same code on the oldest and newest supported interpreters. Kernel-level
+# behaviour does not depend on the interpreter, so these runs cover what does:
+# parsing, typing, config, rendering and the command line.
+for version in 3.9 3.13; do
+    other=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python3 2>/dev/null | tail -n 1 || true)
+    if [ -z "$other" ]; then
+        echo "tests/run.sh: no CPython $version found, skipping its run"
+        continue
+    fi
+    make_venv "$other" ".venv-test-$version"
+    ".venv-test-$version/bin/python" -m pytest -q -p no:cacheprovider \
+        tests/procfs tests/render tests/test_config.py tests/cli tests/test_records.py
+done

@@ -1,0 +1,100 @@
+"""The record pipeline: key order, timestamps, schema, journal fields, human lines."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from memdoor.messages import human_kb, usage_line
+from memdoor.records import LEADING_KEYS, SCHEMA_VERSION, build_logger
+from memdoor.sinks.journal_fields import RECORD_FIELD, journal_fields
+from memdoor.sinks.journal_protocol import valid_field_name
+from tests.record_schema import validate_record
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, line: str, record: dict[str, Any]) -> None:
+        self.lines.append(line)
+        self.records.append(record)
+
+
+def test_records_start_with_the_leading_keys_in_order() -> None:
+    sink = Collect()
+    log = build_logger(sink)
+    log.warning("back_below", pid=42, target="app", message="m", usage_percent=3.5, rss_kb=10)
+    record = json.loads(sink.lines[0])
+    assert list(record)[: len(LEADING_KEYS)] == list(LEADING_KEYS)
+    assert record["level"] == "warning" and record["schema_version"] == SCHEMA_VERSION
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["timestamp"])
+    assert record == sink.records[0]
+    validate_record(record)
+
+
+def test_daemon_wide_records_carry_null_target_and_pid() -> None:
+    sink = Collect()
+    build_logger(sink).info("daemon_stopping", message="bye")
+    assert sink.records[0]["target"] is None and sink.records[0]["pid"] is None
+    validate_record(sink.records[0])
+
+
+def test_schema_rejects_an_unknown_field() -> None:
+    sink = Collect()
+    build_logger(sink).info("daemon_stopping", message="bye", surprise=1)
+    with pytest.raises(Exception, match="surprise"):
+        validate_record(sink.records[0])
+
+
+def test_journal_fields_are_valid_names_and_carry_the_line() -> None:
+    sink = Collect()
+    build_logger(sink).warning(
+        "snapshot",
+        target="db",
+        pid=7,
+        message="db pid 7 RSS 1.0 GiB = 53% >= 50%",
+        threshold_percent=50,
+        memory={"rss_kb": 1048576, "usage_percent": 53.2, "mem_total_kb": 2000000},
+    )
+    fields = journal_fields(sink.records[0], sink.lines[0])
+    assert all(valid_field_name(name) for name in fields)
+    assert fields[RECORD_FIELD] == sink.lines[0]
+    assert fields["PRIORITY"] == "4"
+    assert fields["MESSAGE"] == "db pid 7 RSS 1.0 GiB = 53% >= 50%"
+    assert fields["MEMDOOR_EVENT"] == "snapshot"
+    assert fields["MEMDOOR_TARGET"] == "db"
+    assert fields["MEMDOOR_PID"] == "7"
+    assert fields["MEMDOOR_RSS_KB"] == "1048576"
+    assert fields["MEMDOOR_USAGE_PERCENT"] == "53.2"
+    assert fields["MEMDOOR_THRESHOLD_PERCENT"] == "50"
+
+
+def test_daemon_records_have_no_target_fields_in_the_journal() -> None:
+    sink = Collect()
+    build_logger(sink).error("sink_failed", message="x", sink="stdout", detail="EPIPE")
+    fields = journal_fields(sink.records[0], sink.lines[0])
+    assert "MEMDOOR_TARGET" not in fields and "MEMDOOR_PID" not in fields
+    assert fields["PRIORITY"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("kb", "text"),
+    [(0, "0 KiB"), (1023, "1023 KiB"), (1024, "1.0 MiB"), (3565158, "3.4 GiB")],
+)
+def test_human_sizes(kb: int, text: str) -> None:
+    assert human_kb(kb) == text
+
+
+def test_usage_line_matches_the_documented_example() -> None:
+    assert usage_line("myapp", 8893, 3565158, 53.2, 50) == "myapp pid 8893 RSS 3.4 GiB = 53% >= 50%"
+
+
+def test_usage_line_never_rounds_across_the_threshold() -> None:
+    assert usage_line("a", 1, 1024, 49.6, 50) == "a pid 1 RSS 1.0 MiB = 49.6% < 50%"
+    assert usage_line("a", 1, 1024, 1.54, 1) == "a pid 1 RSS 1.0 MiB = 1.5% >= 1%"
+    assert usage_line("a", 1, None, None, 5) == "a pid 1 RSS unavailable (threshold 5%)"
