@@ -80,6 +80,9 @@ def build_logger(sink: RecordSink) -> Any:
             order_keys,
             render_line,
         ],
+        # The generic BoundLogger passes any method name through, so "notice"
+        # (syslog's level between info and warning) works like the others.
+        wrapper_class=structlog.BoundLogger,
         cache_logger_on_first_use=True,
     )
 

@@ -220,7 +220,7 @@ def test_native_journal_entries_reach_the_socket_whole(tmp_path, daemons, spawn_
         daemon = daemons(config)
         entries = []
         while not any(e.get("MEMDOOR_EVENT") == b"threshold_crossed" for e in entries):
-            data, fds, _flags, _addr = socket.recv_fds(receiver, 1 << 20, 1)
+            data, fds, _flags, _addr = socket.recv_fds(receiver, 16 << 20, 1)
             if fds:
                 with os.fdopen(fds[0], "rb") as memfd:
                     data = memfd.read()
