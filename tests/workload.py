@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""A real process for memdoor's tests and benchmarks to watch.
+
+memdoor reads other processes' /proc files, so its tests need a process whose
+memory, mappings and sockets are known in advance and really exist in the
+kernel. This script builds that state, announces it with one JSON line on
+stdout, then holds still until told to go (stdin closed, SIGTERM or SIGINT),
+and exits 0. It never forks, so it cannot leave children behind.
+
+Run as ``python tests/workload.py [options]`` (stdlib only, Python 3.9+). The
+parent side — start, wait for the ready line, stop and reap — is
+:func:`start_workload`, importable by tests and benchmarks alike.
+
+The ready line::
+
+    {"pid": N, "exe": "/usr/bin/python3.11", "sockets": [...], "mappings": N,
+     "touched_mb": N}
+
+``sockets`` lists every socket the workload holds, each
+``{"proto": "tcp"|"udp", "family": 4|6, "local": "127.0.0.1:P" | "[::1]:P",
+"remote": same form or null, "state": "LISTEN"|"ESTABLISHED"|"UNCONN",
+"inode": N}``. The states are the ones the task agreed on: LISTEN and
+ESTABLISHED as /proc/net names them (ss says ESTAB), UNCONN as ss names an
+unconnected UDP socket (/proc/net says CLOSE, state 07); tests/ss.py maps
+between the two. ``mappings`` is the number of lines in /proc/self/maps at
+ready time; ``touched_mb`` is what ``--touch-mb`` made resident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import functools
+import json
+import mmap
+import os
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Optional, Protocol, TypedDict, Union
+
+MIB = 1 << 20
+PAGE = mmap.PAGESIZE
+SCRIPT = Path(__file__).resolve()
+
+# Private, not mmap's default MAP_SHARED: a shared anonymous mapping is shmem,
+# counted in RssShmem rather than RssAnon, and memdoor's figures would tell a
+# different story than the heap growth of a real leaking process.
+_ANON_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+
+# Each --tcp-pairs pair costs two fds; this covers stdio, the listener, the
+# --sockets set and what the interpreter opens itself.
+_SPARE_FDS = 32
+
+
+class SocketInfo(TypedDict):
+    proto: str
+    family: int
+    local: str
+    remote: Optional[str]
+    state: str
+    inode: int
+
+
+class ReadyInfo(TypedDict):
+    pid: int
+    exe: str
+    sockets: list[SocketInfo]
+    mappings: int
+    touched_mb: int
+
+
+class _Stop(Exception):
+    """Raised from the signal handler so every cleanup ``finally`` still runs."""
+
+
+def _stop_on_signal(signum: int, frame: Optional[FrameType]) -> None:
+    # One-shot: a second SIGTERM during cleanup must not abort the cleanup;
+    # the parent escalates to SIGKILL if we are too slow anyway.
+    signal.signal(signum, signal.SIG_IGN)
+    raise _Stop
+
+
+def allocate_touched(mib: int) -> mmap.mmap:
+    """Map ``mib`` MiB and write one byte per page: untouched pages cost no RSS."""
+    region = mmap.mmap(-1, mib * MIB, flags=_ANON_FLAGS)
+    for offset in range(0, mib * MIB, PAGE):
+        region[offset] = 0x5A
+    return region
+
+
+def count_mappings() -> int:
+    with open("/proc/self/maps", "rb") as maps:
+        return maps.read().count(b"\n")
+
+
+def add_unmergeable_mappings(count: int) -> list[mmap.mmap]:
+    """Create ``count`` more VMAs, each one page, that the kernel cannot merge.
+
+    The kernel merges adjacent anonymous mappings with equal protection into
+    one VMA, so the pages alternate between read-only and read-write. The
+    interpreter's own allocations can still land next to one of ours and merge
+    with it, so the result is checked against /proc/self/maps and topped up.
+    """
+    mappings: list[mmap.mmap] = []
+    target = count_mappings() + count
+    for _ in range(10):
+        missing = target - count_mappings()
+        if missing <= 0:
+            return mappings
+        for _ in range(missing):
+            protection = mmap.PROT_READ if len(mappings) % 2 else mmap.PROT_READ | mmap.PROT_WRITE
+            mappings.append(mmap.mmap(-1, PAGE, flags=_ANON_FLAGS, prot=protection))
+    raise RuntimeError(f"could not reach {target} mappings (have {count_mappings()})")
+
+
+def format_endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def describe_socket(sock: socket.socket, state: str) -> SocketInfo:
+    local = sock.getsockname()
+    try:
+        peer = sock.getpeername()
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+        remote = None
+    else:
+        remote = format_endpoint(peer[0], peer[1])
+    return {
+        "proto": "tcp" if sock.type == socket.SOCK_STREAM else "udp",
+        "family": 6 if sock.family == socket.AF_INET6 else 4,
+        "local": format_endpoint(local[0], local[1]),
+        "remote": remote,
+        "state": state,
+        # The socket's inode in sockfs: the number /proc/PID/fd links,
+        # /proc/net/* rows and ss's ino: all name it by.
+        "inode": os.fstat(sock.fileno()).st_ino,
+    }
+
+
+class _Sockets:
+    """Every socket the workload holds, closed together on the way out."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self.info: list[SocketInfo] = []
+
+    def keep(self, sock: socket.socket, state: str) -> socket.socket:
+        self._stack.enter_context(sock)
+        self.info.append(describe_socket(sock, state))
+        return sock
+
+    def connected_pair(self, listener: socket.socket) -> None:
+        """Both ends of one loopback TCP connection, the server end accepted."""
+        client = socket.socket(listener.family, socket.SOCK_STREAM)
+        self._stack.enter_context(client)
+        client.connect(listener.getsockname()[:2])
+        server, _ = listener.accept()
+        self.info.append(describe_socket(client, "ESTABLISHED"))
+        self.keep(server, "ESTABLISHED")
+
+    def loopback_set(self) -> None:
+        """The --sockets set: a bit of every kind, on both address families."""
+        bound_udp: list[socket.socket] = []
+        for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener.bind((address, 0))
+            listener.listen()
+            self.keep(listener, "LISTEN")
+            self.connected_pair(listener)
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            udp.bind((address, 0))
+            bound_udp.append(self.keep(udp, "UNCONN"))
+        connected_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        connected_udp.connect(bound_udp[0].getsockname())
+        self.keep(connected_udp, "ESTABLISHED")
+
+    def tcp_pairs(self, count: int) -> None:
+        """``count`` established pairs; the listener that made them is closed."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            for _ in range(count):
+                self.connected_pair(listener)
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Soft limit up to the hard one: 2,000 pairs need 4,000 fds, above the usual 1,024."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(f"workload: need {needed} fds but RLIMIT_NOFILE hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Growth:
+    """Memory added after ready in 1 MiB blocks, paced by the clock or as fast as possible."""
+
+    def __init__(self, mib_per_s: Optional[float], limit_mib: Optional[int], start_mib: int):
+        self._mib_per_s = mib_per_s
+        self._limit_mib = limit_mib
+        self._start_mib = start_mib
+        self._started = time.monotonic()
+        self._blocks: list[mmap.mmap] = []
+
+    def seconds_to_next(self, now: float) -> Optional[float]:
+        """How long until the next block is due: 0 means now, None means never."""
+        if self._limit_mib is not None and self._start_mib + len(self._blocks) >= self._limit_mib:
+            return None
+        if self._mib_per_s is None:
+            return 0.0
+        due = self._started + (len(self._blocks) + 1) / self._mib_per_s
+        return max(0.0, due - now)
+
+    def add_block(self) -> None:
+        self._blocks.append(allocate_touched(1))
+
+
+def hold(stdin_fd: int, growth: Optional[Growth], exit_at: Optional[float]) -> None:
+    """Wait for stdin EOF or ``exit_at``, adding growth blocks when they fall due.
+
+    stdin EOF is how a parent that dies without cleaning up still ends us: its
+    end of the pipe closes with it. Anything written to stdin is ignored.
+    """
+    while True:
+        now = time.monotonic()
+        waits = []
+        if exit_at is not None:
+            if now >= exit_at:
+                return
+            waits.append(exit_at - now)
+        growth_wait = growth.seconds_to_next(now) if growth is not None else None
+        if growth_wait is not None:
+            waits.append(growth_wait)
+        readable, _, _ = select.select([stdin_fd], [], [], min(waits) if waits else None)
+        if readable and not os.read(stdin_fd, 65536):
+            return
+        if growth is not None and growth.seconds_to_next(time.monotonic()) == 0.0:
+            growth.add_block()
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="workload.py",
+        description="Hold known memory, mappings and sockets until stdin closes or SIGTERM.",
+    )
+    parser.add_argument(
+        "--touch-mb",
+        type=int,
+        default=0,
+        metavar="N",
+        help="make N MiB of private anonymous memory resident before ready",
+    )
+    parser.add_argument(
+        "--sockets",
+        action="store_true",
+        help="TCP listener, TCP pair and bound UDP on 127.0.0.1 and ::1, "
+        "plus a connected UDP socket on 127.0.0.1",
+    )
+    parser.add_argument(
+        "--tcp-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N extra established loopback TCP pairs (2N sockets)",
+    )
+    parser.add_argument(
+        "--mappings",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N extra one-page mappings the kernel cannot merge",
+    )
+    parser.add_argument(
+        "--grow-mb-per-s",
+        type=float,
+        metavar="R",
+        help="after ready, add memory at about R MiB/s (needs --grow-to-mb)",
+    )
+    parser.add_argument(
+        "--grow-to-mb",
+        type=int,
+        metavar="M",
+        help="stop growing once M MiB in all (--touch-mb included) are touched",
+    )
+    parser.add_argument(
+        "--grow-until-killed",
+        action="store_true",
+        help="after ready, add 1 MiB blocks as fast as possible, forever",
+    )
+    parser.add_argument(
+        "--exit-after", type=float, metavar="S", help="exit 0 on our own S seconds after ready"
+    )
+    args = parser.parse_args(argv)
+    for name in ("touch_mb", "tcp_pairs", "mappings"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must not be negative")
+    if (args.grow_mb_per_s is None) != (args.grow_to_mb is None):
+        parser.error("--grow-mb-per-s and --grow-to-mb go together")
+    if args.grow_mb_per_s is not None:
+        if args.grow_mb_per_s <= 0:
+            parser.error("--grow-mb-per-s must be positive")
+        if args.grow_to_mb < args.touch_mb:
+            parser.error("--grow-to-mb counts --touch-mb too, so it cannot be smaller")
+        if args.grow_until_killed:
+            parser.error("--grow-until-killed and --grow-mb-per-s exclude each other")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.touch_mb:
+                stack.enter_context(allocate_touched(args.touch_mb))
+            sockets = _Sockets(stack)
+            if args.sockets:
+                sockets.loopback_set()
+            if args.tcp_pairs:
+                raise_fd_limit(2 * args.tcp_pairs + _SPARE_FDS)
+                sockets.tcp_pairs(args.tcp_pairs)
+            for mapping in add_unmergeable_mappings(args.mappings):
+                stack.enter_context(mapping)
+            ready: ReadyInfo = {
+                "pid": os.getpid(),
+                "exe": os.path.realpath("/proc/self/exe"),
+                "sockets": sockets.info,
+                "mappings": count_mappings(),
+                "touched_mb": args.touch_mb,
+            }
+            sys.stdout.write(json.dumps(ready, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+            growth = None
+            if args.grow_until_killed:
+                growth = Growth(None, None, args.touch_mb)
+            elif args.grow_mb_per_s is not None:
+                growth = Growth(args.grow_mb_per_s, args.grow_to_mb, args.touch_mb)
+            exit_at = None if args.exit_after is None else time.monotonic() + args.exit_after
+            hold(sys.stdin.fileno(), growth, exit_at)
+    except _Stop:
+        pass
+    return 0
+
+
+class WorkloadStartError(RuntimeError):
+    """The workload exited or stayed silent instead of printing its ready line."""
+
+
+class Workload:
+    """A running workload as its parent sees it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stderr: IO[bytes], info: ReadyInfo):
+        self.proc = proc
+        self.pid = proc.pid
+        self.info = info
+        self._stderr: Optional[IO[bytes]] = stderr
+        self._stderr_text = ""
+
+    def stderr_text(self) -> str:
+        """What the workload wrote to stderr (a traceback, if it failed)."""
+        if self._stderr is not None:
+            self._stderr.seek(0)
+            self._stderr_text = self._stderr.read().decode(errors="replace")
+        return self._stderr_text
+
+    def stop(self, grace: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps. Idempotent.
+
+        Returns the exit status as Popen reports it: 0 for a clean exit,
+        -signal if a signal ended it.
+        """
+        try:
+            return _end_process(self.proc, grace)
+        finally:
+            self.stderr_text()
+            if self._stderr is not None:
+                self._stderr.close()
+                self._stderr = None
+
+
+class SpawnWorkload(Protocol):
+    """The ``spawn_workload`` fixture (tests/conftest.py): start_workload, stopped at teardown."""
+
+    def __call__(self, *args: Union[str, int, float], cgroup: Optional[str] = None) -> Workload: ...
+
+
+def _end_process(proc: subprocess.Popen[bytes], grace: float) -> int:
+    try:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                return proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return proc.wait(grace)
+    finally:
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """Read up to the first newline without ever blocking past ``timeout``."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkloadStartError(f"no ready line within {timeout:g} s")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise WorkloadStartError("stdout closed before the ready line")
+            data += chunk
+    return data.split(b"\n", 1)[0]
+
+
+def _join_cgroup(cgroup: str) -> None:
+    with open(os.path.join(cgroup, "cgroup.procs"), "w") as procs:
+        procs.write(str(os.getpid()))
+
+
+def start_workload(
+    *args: Union[str, int, float],
+    cgroup: Optional[str] = None,
+    ready_timeout: float = 60.0,
+) -> Workload:
+    """Start the workload with this interpreter and wait for its ready line.
+
+    ``cgroup`` is a cgroup directory the child joins before it execs, so every
+    page it ever touches is charged there (v1 does not move charges made
+    before a move). On failure the child is killed and reaped, and the error
+    carries its exit status and stderr.
+    """
+    argv = [sys.executable, str(SCRIPT), *map(str, args)]
+    # A file, not a pipe: nobody reads stderr while the workload runs, and a
+    # full pipe would block it. The Workload owns it from here on.
+    stderr = tempfile.TemporaryFile(prefix="workload-stderr-")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            preexec_fn=None if cgroup is None else functools.partial(_join_cgroup, cgroup),
+        )
+        try:
+            line = _read_ready_line(proc, ready_timeout)
+            info: ReadyInfo = json.loads(line)
+        except (WorkloadStartError, ValueError) as exc:
+            status = _end_process(proc, grace=10.0)
+            stderr.seek(0)
+            raise WorkloadStartError(
+                f"workload {' '.join(argv[2:]) or '(no options)'}: {exc}; "
+                f"exit status {status}; stderr:\n"
+                f"{stderr.read().decode(errors='replace') or '(empty)'}"
+            ) from exc
+        except BaseException:
+            _end_process(proc, grace=10.0)
+            raise
+    except BaseException:
+        stderr.close()
+        raise
+    return Workload(proc, stderr, info)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
