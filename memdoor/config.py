@@ -45,6 +45,7 @@ else:
 EX_CONFIG = 78
 
 Section = Literal["memory", "oom", "tree", "mappings", "connections"]
+ThresholdBase = Literal["system", "cgroup"]
 ALL_SECTIONS: tuple[Section, ...] = ("memory", "oom", "tree", "mappings", "connections")
 SELECTOR_KEYS = ("pid", "pidfile", "exe")
 
@@ -162,6 +163,8 @@ class _Model(BaseModel):
 class DaemonConfig(_Model):
     interval: Interval = 5.0
     threshold: Percent = 50
+    threshold_base: ThresholdBase = "system"
+    min_interval: Interval = 0.1
     watchdog: bool = True
     redact_cmdline: bool = False
 
@@ -189,7 +192,9 @@ class TargetConfig(_Model):
     pidfile: Optional[AbsolutePath] = None
     exe: Optional[AbsolutePath] = None
     threshold: Optional[Percent] = None
+    threshold_base: Optional[ThresholdBase] = None
     interval: Optional[Interval] = None
+    min_interval: Optional[Interval] = None
     count: Optional[Annotated[int, Field(ge=1)]] = None
     sections: Optional[Sections] = None
 
@@ -233,26 +238,37 @@ class ResolvedTarget:
     pidfile: Optional[str]
     exe: Optional[str]
     threshold: int
+    threshold_base: ThresholdBase
     interval: float
+    # The floor of adaptive polling; never above interval.
+    min_interval: float
     count: Optional[int]
     sections: tuple[Section, ...]
 
 
 def effective_targets(config: Config) -> list[ResolvedTarget]:
     daemon = config.daemon
-    return [
-        ResolvedTarget(
-            name=target.name,
-            pid=target.pid,
-            pidfile=target.pidfile,
-            exe=target.exe,
-            threshold=daemon.threshold if target.threshold is None else target.threshold,
-            interval=daemon.interval if target.interval is None else target.interval,
-            count=target.count,
-            sections=ALL_SECTIONS if target.sections is None else target.sections,
-        )
-        for target in config.targets
-    ]
+    return [_resolve(target, daemon) for target in config.targets]
+
+
+def _resolve(target: TargetConfig, daemon: DaemonConfig) -> ResolvedTarget:
+    interval = daemon.interval if target.interval is None else target.interval
+    return ResolvedTarget(
+        name=target.name,
+        pid=target.pid,
+        pidfile=target.pidfile,
+        exe=target.exe,
+        threshold=daemon.threshold if target.threshold is None else target.threshold,
+        threshold_base=(
+            daemon.threshold_base if target.threshold_base is None else target.threshold_base
+        ),
+        interval=interval,
+        min_interval=min(
+            interval, daemon.min_interval if target.min_interval is None else target.min_interval
+        ),
+        count=target.count,
+        sections=ALL_SECTIONS if target.sections is None else target.sections,
+    )
 
 
 @dataclass(frozen=True)
@@ -544,7 +560,11 @@ def render_effective(config: Config) -> str:
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append(_own_or_inherited("threshold", target.threshold, resolved.threshold))
+        lines.append(
+            _own_or_inherited("threshold_base", target.threshold_base, resolved.threshold_base)
+        )
         lines.append(_own_or_inherited("interval", target.interval, resolved.interval))
+        lines.append(_own_or_inherited("min_interval", target.min_interval, resolved.min_interval))
         if target.count is None:
             lines.append("# count not set: no limit on the number of snapshots")
         else:
@@ -557,7 +577,7 @@ def render_effective(config: Config) -> str:
 
 
 def _own_or_inherited(
-    key: str, own: Optional[Union[int, float]], effective: Union[int, float]
+    key: str, own: Optional[Union[int, float, str]], effective: Union[int, float, str]
 ) -> str:
     if own is None:
         return f"# {key} = {_toml_value(effective)}  (from daemon.{key})"

@@ -91,7 +91,9 @@ def test_shipped_example_loads() -> None:
             pidfile=None,
             exe="/usr/sbin/cron",
             threshold=80,
+            threshold_base="system",
             interval=2.5,
+            min_interval=0.1,
             count=10,
             sections=ALL_SECTIONS,
         )
@@ -141,9 +143,12 @@ def test_targets_inherit_daemon_defaults(config_dir: Path) -> None:
         '[[target]]\nname = "inherits"\npidfile = "/run/app.pid"\n'
     )
     own, inherits = effective_targets(load_config(write(config_dir, text)))
-    assert own == ResolvedTarget("own", 42, None, None, 20, 0.05, 3, ("tree", "memory"))
+    # min_interval never exceeds the target's own interval.
+    assert own == ResolvedTarget(
+        "own", 42, None, None, 20, "system", 0.05, 0.05, 3, ("tree", "memory")
+    )
     assert inherits == ResolvedTarget(
-        "inherits", None, "/run/app.pid", None, 70, 3.0, None, ALL_SECTIONS
+        "inherits", None, "/run/app.pid", None, 70, "system", 3.0, 0.1, None, ALL_SECTIONS
     )
     assert isinstance(inherits.interval, float)
 
@@ -510,6 +515,8 @@ def test_render_effective_fills_in_defaults(config_dir: Path) -> None:
     assert raw["daemon"] == {
         "interval": 5.0,
         "threshold": 50,
+        "threshold_base": "system",
+        "min_interval": 0.1,
         "watchdog": True,
         "redact_cmdline": False,
     }
@@ -520,6 +527,7 @@ def test_render_effective_fills_in_defaults(config_dir: Path) -> None:
     assert raw["target"] == [{"name": "app", "exe": "/usr/bin/app"}]
     assert "# threshold = 50  (from daemon.threshold)" in rendered.splitlines()
     assert "# interval = 5.0  (from daemon.interval)" in rendered.splitlines()
+    assert '# threshold_base = "system"  (from daemon.threshold_base)' in rendered.splitlines()
     assert roundtrip(config_dir, config) == config
 
 

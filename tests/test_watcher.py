@@ -35,7 +35,9 @@ def make_state(pid: int, threshold: int = 1, count: Any = None) -> TargetState:
         pidfile=None,
         exe=None,
         threshold=threshold,
+        threshold_base="system",
         interval=0.05,
+        min_interval=0.05,
         count=count,
         sections=("memory", "oom", "tree", "mappings", "connections"),
     )
