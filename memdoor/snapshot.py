@@ -13,6 +13,12 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from memdoor.collect.cgroup import (
+    CgroupLayout,
+    CgroupMemory,
+    memory_cgroup_of,
+    read_cgroup_memory,
+)
 from memdoor.collect.connections import read_connections
 from memdoor.collect.identity import ProcessIdentity, read_identity, read_stat
 from memdoor.collect.mappings import read_mappings
@@ -33,6 +39,8 @@ from memdoor.procfs.smaps import MemoryRollup
 from memdoor.procfs.status import ProcStatus
 
 SECTIONS = ("memory", "oom", "tree", "mappings", "connections")
+# stat states of a task that has exited: zombie, dead.
+EXITED_STATES = ("Z", "X")
 
 
 @dataclass
@@ -41,22 +49,25 @@ class Snapshot:
     taken_at: float
     identity: Optional[ProcessIdentity] = None
     memory: Optional[MemoryFigures] = None
+    cgroup: Optional[CgroupMemory] = None
     oom: Optional[OomScores] = None
     tree: Optional[list[Ancestor]] = None
     mappings: Optional[list[Mapping]] = None
     connections: Optional[list[Socket]] = None
     problems: list[Unreadable] = field(default_factory=list)
+    # The /proc root it was read from: problems name files under it.
+    proc: str = "/proc"
 
     @property
     def gone(self) -> bool:
         """The process exited or was replaced before or while the snapshot was taken."""
         return any(
-            p.reason in ("vanished", "reused") and p.what == _stat_path(self.pid)
+            p.reason in ("vanished", "reused") and p.what == _stat_path(self.pid, self.proc)
             for p in self.problems
         )
 
 
-def _stat_path(pid: int, proc: str = "/proc") -> str:
+def _stat_path(pid: int, proc: str) -> str:
     return f"{proc}/{pid}/stat"
 
 
@@ -65,13 +76,23 @@ def take_snapshot(
     sections: Collection[str] = SECTIONS,
     expected_start_ticks: Optional[int] = None,
     proc: str = "/proc",
+    cgroups: Optional[CgroupLayout] = None,
 ) -> Snapshot:
-    """Read every requested section; never raises for anything the process or kernel does."""
-    snapshot = Snapshot(pid=pid, taken_at=time.time())
+    """Read every requested section; never raises for anything the process or kernel does.
+
+    With the host's cgroup layout, the memory section also reports the process's
+    memory cgroup against its limit, so a snapshot shows both threshold bases.
+    """
+    snapshot = Snapshot(pid=pid, taken_at=time.time(), proc=proc)
     problems = snapshot.problems
     stat = read_stat(pid, proc)
     if isinstance(stat, Unreadable):
         problems.append(stat)
+        return snapshot
+    if stat.state in EXITED_STATES:
+        # A zombie keeps its stat but has no memory, mappings or fds left:
+        # reading on would report an empty process as if it were alive.
+        problems.append(_exited(pid, proc, "the process has exited (zombie)"))
         return snapshot
     if expected_start_ticks is not None and stat.start_ticks != expected_start_ticks:
         problems.append(_reused(pid, proc, expected_start_ticks, stat.start_ticks))
@@ -86,6 +107,8 @@ def take_snapshot(
             rollup = (smaps_totals, "smaps")
     if "memory" in sections:
         snapshot.memory = _read_memory(pid, rollup, problems, proc)
+        if cgroups is not None:
+            snapshot.cgroup = read_process_cgroup(pid, cgroups, problems, proc)
     if "oom" in sections:
         snapshot.oom = read_oom_scores(pid, problems, proc)
     if "tree" in sections:
@@ -122,6 +145,24 @@ def _read_memory(
     )
 
 
+def read_process_cgroup(
+    pid: int, cgroups: CgroupLayout, problems: list[Unreadable], proc: str = "/proc"
+) -> Optional[CgroupMemory]:
+    cgroup = memory_cgroup_of(pid, cgroups, proc)
+    if isinstance(cgroup, Unreadable):
+        problems.append(cgroup)
+        return None
+    figures = read_cgroup_memory(cgroup)
+    if isinstance(figures, Unreadable):
+        problems.append(figures)
+        return None
+    return figures
+
+
+def _exited(pid: int, proc: str, detail: str) -> Unreadable:
+    return Unreadable(_stat_path(pid, proc), "vanished", detail)
+
+
 def _reused(pid: int, proc: str, expected: int, found: int) -> Unreadable:
     return Unreadable(
         _stat_path(pid, proc),
@@ -140,7 +181,9 @@ def _check_still_same(snapshot: Snapshot, start_ticks: int, proc: str) -> None:
                 after.what, after.reason, f"process exited during the snapshot: {after.detail}"
             )
         )
+    elif after.state in EXITED_STATES:
+        snapshot.problems.append(_exited(pid, proc, "process exited during the snapshot (zombie)"))
     elif after.start_ticks != start_ticks:
         snapshot.problems.append(_reused(pid, proc, start_ticks, after.start_ticks))
-        snapshot.identity = snapshot.memory = snapshot.oom = None
+        snapshot.identity = snapshot.memory = snapshot.oom = snapshot.cgroup = None
         snapshot.tree = snapshot.mappings = snapshot.connections = None

@@ -11,6 +11,7 @@ import time
 from typing import NoReturn, Optional, TextIO
 
 from memdoor.cli.usage import EX_USAGE, USAGE, version_line
+from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.liveness import Verdict, check_process
 from memdoor.collect.memory import read_meminfo, read_rss_kb, usage_percent
 from memdoor.collect.reading import Unreadable
@@ -84,6 +85,8 @@ class SeedWatch:
         self.json = args.format == "json"
         self.out = out
         self.start_ticks: Optional[int] = None
+        layout = find_cgroup_mounts()
+        self.cgroups = None if isinstance(layout, Unreadable) else layout
 
     def cycle(self, now: float) -> Optional[int]:
         """Print one report; return an exit code when watching must end."""
@@ -111,7 +114,9 @@ class SeedWatch:
         if percent is None or percent < self.threshold:
             self._below(now, percent)
             return None
-        snapshot = take_snapshot(self.pid, expected_start_ticks=self.start_ticks)
+        snapshot = take_snapshot(
+            self.pid, expected_start_ticks=self.start_ticks, cgroups=self.cgroups
+        )
         self._above(snapshot, percent)
         return None
 

@@ -11,12 +11,14 @@ import time
 from collections.abc import Iterable
 from typing import Optional
 
+from memdoor.collect.cgroup import CgroupMemory
 from memdoor.collect.memory import MemoryFigures
 from memdoor.collect.oom import OomScores
 from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
+from memdoor.render.snapshot_dict import cgroup_path
 from memdoor.snapshot import Snapshot
 
 BELOW_THRESHOLD = (
@@ -72,6 +74,28 @@ def memory_section(memory: Optional[MemoryFigures], oom: Optional[OomScores]) ->
     return lines
 
 
+def _bytes_as_kb(value: Optional[int]) -> str:
+    return _kb(None if value is None else value // 1024)
+
+
+def cgroup_section(cgroup: CgroupMemory) -> list[str]:
+    kb = _bytes_as_kb
+    if cgroup.limit_bytes is None:
+        limit = "unlimited"
+    else:
+        limit = f"{kb(cgroup.limit_bytes)} (set on {cgroup_path(cgroup, cgroup.limit_directory)})"
+    percent = cgroup.usage_percent
+    return [
+        "##### PROCESS CGROUP MEMORY INFORMATION #####",
+        f"Cgroup Path: {cgroup.cgroup.path} (v{cgroup.cgroup.version})",
+        f"Cgroup Memory Usage: {kb(cgroup.usage_bytes)}",
+        f"Cgroup Memory Limit: {limit}",
+        "Cgroup Memory Usage Percentage: "
+        + ("unavailable" if percent is None else f"{percent:.2f}%"),
+        f"Cgroup OOM Kills: {cgroup.oom_counters.get('oom_kill', 'unavailable')}",
+    ]
+
+
 def tree_section(pid: int, name: str, ancestors: Iterable[Ancestor]) -> list[str]:
     lines = ["##### PROCESS TREE INFORMATION #####", f"{'PID':<10}NAME", f"{pid:<10}{name}"]
     lines += [f"{a.pid:<10}{a.name}" for a in ancestors]
@@ -116,6 +140,8 @@ def full_report(snapshot: Snapshot, exe: str) -> str:
     blocks = [[report_time(snapshot.taken_at), *basic_section(snapshot.pid, exe)]]
     if snapshot.memory is not None or snapshot.oom is not None:
         blocks.append(memory_section(snapshot.memory, snapshot.oom))
+    if snapshot.cgroup is not None:
+        blocks.append(cgroup_section(snapshot.cgroup))
     if snapshot.tree is not None and snapshot.identity is not None:
         blocks.append(tree_section(snapshot.pid, snapshot.identity.name, snapshot.tree))
     if snapshot.mappings is not None:

@@ -8,8 +8,10 @@ Schema describes one structure.
 from __future__ import annotations
 
 import datetime
+import os
 from typing import Any, Optional
 
+from memdoor.collect.cgroup import CgroupMemory
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.memory import MemoryFigures
 from memdoor.procfs.maps import Mapping
@@ -54,6 +56,34 @@ def memory_dict(memory: MemoryFigures) -> dict[str, Any]:
     }
 
 
+def _kb(value: Optional[int]) -> Optional[int]:
+    return None if value is None else value // 1024
+
+
+def cgroup_path(cgroup: CgroupMemory, directory: Optional[str]) -> Optional[str]:
+    """A cgroup directory as the kernel log and /proc/PID/cgroup name it ("/a/b")."""
+    if directory is None:
+        return None
+    relative = os.path.relpath(directory, cgroup.cgroup.top)
+    return "/" if relative == "." else "/" + relative
+
+
+def cgroup_dict(cgroup: CgroupMemory) -> dict[str, Any]:
+    percent = cgroup.usage_percent
+    return {
+        "version": cgroup.cgroup.version,
+        "path": cgroup.cgroup.path,
+        "usage_kb": _kb(cgroup.usage_bytes),
+        "limit_kb": _kb(cgroup.limit_bytes),
+        "limit_path": cgroup_path(cgroup, cgroup.limit_directory),
+        "limit_usage_kb": _kb(cgroup.limit_usage_bytes),
+        "usage_percent": None if percent is None else round(percent, 2),
+        "high_kb": _kb(cgroup.high_bytes),
+        "oom_kill": cgroup.oom_counters.get("oom_kill"),
+        "oom_counters": dict(cgroup.oom_counters),
+    }
+
+
 def mapping_dict(mapping: Mapping) -> dict[str, Any]:
     return {
         "start": f"{mapping.start:016x}",
@@ -93,6 +123,8 @@ def snapshot_dict(snapshot: Snapshot, cmdline: Optional[list[str]] = None) -> di
         data["process"] = process_dict(snapshot.identity, cmdline)
     if snapshot.memory is not None:
         data["memory"] = memory_dict(snapshot.memory)
+    if snapshot.cgroup is not None:
+        data["cgroup"] = cgroup_dict(snapshot.cgroup)
     if snapshot.oom is not None:
         data["oom"] = {"score": snapshot.oom.score, "score_adj": snapshot.oom.score_adj}
     if snapshot.tree is not None:
