@@ -1,0 +1,109 @@
+"""A real child memory cgroup for tests that need the kernel to enforce a limit.
+
+The cgroup is a child of this test process's own memory cgroup, so nothing is
+left at the root of the host's hierarchy, and the processes started in it are
+owned by the cgroup object: they are killed and reaped before the directory is
+removed (rmdir fails with EBUSY while any process, even a zombie, is in it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Union
+
+import pytest
+
+from memdoor.collect.cgroup import MemoryCgroup, find_cgroup_mounts, memory_cgroup_of
+from memdoor.collect.reading import Unreadable
+from tests.workload import Workload, start_workload
+
+MIB = 1 << 20
+
+_LIMIT_FILE = {1: "memory.limit_in_bytes", 2: "memory.max"}
+# Without these, a host with swap would swap the process out instead of killing it.
+_SWAP_LIMIT_FILE = {1: "memory.memsw.limit_in_bytes", 2: "memory.swap.max"}
+
+
+class LiveCgroup:
+    """A memory cgroup directory and the workloads started in it."""
+
+    def __init__(self, own: MemoryCgroup, directory: str) -> None:
+        self.own = own
+        self.directory = directory
+        self.workloads: list[Workload] = []
+
+    @property
+    def version(self) -> int:
+        return self.own.version
+
+    def read(self, name: str) -> str:
+        with open(os.path.join(self.directory, name)) as handle:
+            return handle.read()
+
+    def set_limit(self, limit_bytes: int) -> None:
+        """Set the memory limit and hold swap to the same bound, so overshooting means a kill."""
+        with open(os.path.join(self.directory, _LIMIT_FILE[self.version]), "w") as handle:
+            handle.write(str(limit_bytes))
+        swap = os.path.join(self.directory, _SWAP_LIMIT_FILE[self.version])
+        if os.path.exists(swap):
+            with open(swap, "w") as handle:
+                # v1 memsw counts memory plus swap; v2 swap.max counts swap alone.
+                handle.write(str(limit_bytes) if self.version == 1 else "0")
+
+    def spawn(self, *args: Union[str, int]) -> Workload:
+        """A tests/workload.py process that joins the cgroup before exec, so all its pages count."""
+        workload = start_workload(*args, cgroup=self.directory)
+        self.workloads.append(workload)
+        return workload
+
+    def remove(self) -> None:
+        """Reap our workloads, kill anything else that got in, then rmdir (EBUSY until empty)."""
+        for workload in self.workloads:
+            workload.stop()
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                for pid in self.read("cgroup.procs").split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+            try:
+                os.rmdir(self.directory)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def live_memory_cgroup(limit_bytes: int) -> Iterator[LiveCgroup]:
+    """A fresh child of our own memory cgroup with limit_bytes as its limit."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a memory cgroup needs root")
+    layout = find_cgroup_mounts()
+    if isinstance(layout, Unreadable):
+        pytest.skip(f"cgroup mounts unreadable: {layout.detail}")
+    own = memory_cgroup_of(os.getpid(), layout)
+    if isinstance(own, Unreadable):
+        pytest.skip(f"no memory cgroup of our own: {own.what}: {own.detail}")
+    directory = os.path.join(own.directory, f"memdoor-test-{uuid.uuid4().hex[:12]}")
+    os.mkdir(directory)
+    cgroup = LiveCgroup(own, directory)
+    try:
+        if not os.path.exists(os.path.join(directory, _LIMIT_FILE[own.version])):
+            pytest.skip(
+                f"children of {own.directory} get no memory controller (cgroup v2 needs "
+                "'+memory' in cgroup.subtree_control, impossible while processes live there)"
+            )
+        cgroup.set_limit(limit_bytes)
+        yield cgroup
+    finally:
+        cgroup.remove()
