@@ -46,8 +46,20 @@ EX_CONFIG = 78
 
 Section = Literal["memory", "oom", "tree", "mappings", "connections"]
 ThresholdBase = Literal["system", "cgroup"]
+Detail = Literal["summary", "full"]
 ALL_SECTIONS: tuple[Section, ...] = ("memory", "oom", "tree", "mappings", "connections")
 SELECTOR_KEYS = ("pid", "pidfile", "exe")
+# Target keys that fall back to the [daemon] key of the same name.
+INHERITED_KEYS = (
+    "threshold",
+    "threshold_base",
+    "interval",
+    "min_interval",
+    "detail",
+    "full_snapshot_min_interval",
+    "full_snapshot_growth",
+    "full_snapshot_on_change",
+)
 
 # The kernel's PID_MAX_LIMIT on 64-bit: a larger pid can never match a process,
 # so it is a typo rather than a process that has not started yet.
@@ -119,6 +131,7 @@ def _check_unique_sections(value: tuple[Section, ...]) -> tuple[Section, ...]:
 
 
 Percent = Annotated[int, _between(1, 99)]
+GrowthPercent = Annotated[int, _between(0, 10000)]
 Pid = Annotated[int, _between(1, PID_MAX_LIMIT)]
 Interval = Annotated[float, Field(ge=MIN_INTERVAL, allow_inf_nan=False)]
 AbsolutePath = Annotated[str, AfterValidator(_check_absolute_path)]
@@ -165,6 +178,10 @@ class DaemonConfig(_Model):
     threshold: Percent = 50
     threshold_base: ThresholdBase = "system"
     min_interval: Interval = 0.1
+    detail: Detail = "summary"
+    full_snapshot_min_interval: Interval = 300.0
+    full_snapshot_growth: GrowthPercent = 20
+    full_snapshot_on_change: bool = True
     watchdog: bool = True
     redact_cmdline: bool = False
 
@@ -195,6 +212,10 @@ class TargetConfig(_Model):
     threshold_base: Optional[ThresholdBase] = None
     interval: Optional[Interval] = None
     min_interval: Optional[Interval] = None
+    detail: Optional[Detail] = None
+    full_snapshot_min_interval: Optional[Interval] = None
+    full_snapshot_growth: Optional[GrowthPercent] = None
+    full_snapshot_on_change: Optional[bool] = None
     count: Optional[Annotated[int, Field(ge=1)]] = None
     sections: Optional[Sections] = None
 
@@ -242,6 +263,10 @@ class ResolvedTarget:
     interval: float
     # The floor of adaptive polling; never above interval.
     min_interval: float
+    detail: Detail
+    full_snapshot_min_interval: float
+    full_snapshot_growth: int
+    full_snapshot_on_change: bool
     count: Optional[int]
     sections: tuple[Section, ...]
 
@@ -251,21 +276,26 @@ def effective_targets(config: Config) -> list[ResolvedTarget]:
     return [_resolve(target, daemon) for target in config.targets]
 
 
+def _inherit(target: TargetConfig, daemon: DaemonConfig, key: str) -> Any:
+    own = getattr(target, key)
+    return getattr(daemon, key) if own is None else own
+
+
 def _resolve(target: TargetConfig, daemon: DaemonConfig) -> ResolvedTarget:
-    interval = daemon.interval if target.interval is None else target.interval
+    interval = _inherit(target, daemon, "interval")
     return ResolvedTarget(
         name=target.name,
         pid=target.pid,
         pidfile=target.pidfile,
         exe=target.exe,
-        threshold=daemon.threshold if target.threshold is None else target.threshold,
-        threshold_base=(
-            daemon.threshold_base if target.threshold_base is None else target.threshold_base
-        ),
+        threshold=_inherit(target, daemon, "threshold"),
+        threshold_base=_inherit(target, daemon, "threshold_base"),
         interval=interval,
-        min_interval=min(
-            interval, daemon.min_interval if target.min_interval is None else target.min_interval
-        ),
+        min_interval=min(interval, _inherit(target, daemon, "min_interval")),
+        detail=_inherit(target, daemon, "detail"),
+        full_snapshot_min_interval=_inherit(target, daemon, "full_snapshot_min_interval"),
+        full_snapshot_growth=_inherit(target, daemon, "full_snapshot_growth"),
+        full_snapshot_on_change=_inherit(target, daemon, "full_snapshot_on_change"),
         count=target.count,
         sections=ALL_SECTIONS if target.sections is None else target.sections,
     )
@@ -559,12 +589,8 @@ def render_effective(config: Config) -> str:
             value = getattr(target, key)
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
-        lines.append(_own_or_inherited("threshold", target.threshold, resolved.threshold))
-        lines.append(
-            _own_or_inherited("threshold_base", target.threshold_base, resolved.threshold_base)
-        )
-        lines.append(_own_or_inherited("interval", target.interval, resolved.interval))
-        lines.append(_own_or_inherited("min_interval", target.min_interval, resolved.min_interval))
+        for key in INHERITED_KEYS:
+            lines.append(_own_or_inherited(key, getattr(target, key), getattr(resolved, key)))
         if target.count is None:
             lines.append("# count not set: no limit on the number of snapshots")
         else:

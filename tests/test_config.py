@@ -94,6 +94,10 @@ def test_shipped_example_loads() -> None:
             threshold_base="system",
             interval=2.5,
             min_interval=0.1,
+            detail="summary",
+            full_snapshot_min_interval=300.0,
+            full_snapshot_growth=20,
+            full_snapshot_on_change=True,
             count=10,
             sections=ALL_SECTIONS,
         )
@@ -144,11 +148,22 @@ def test_targets_inherit_daemon_defaults(config_dir: Path) -> None:
     )
     own, inherits = effective_targets(load_config(write(config_dir, text)))
     # min_interval never exceeds the target's own interval.
+    defaults = ("summary", 300.0, 20, True)
     assert own == ResolvedTarget(
-        "own", 42, None, None, 20, "system", 0.05, 0.05, 3, ("tree", "memory")
+        "own", 42, None, None, 20, "system", 0.05, 0.05, *defaults, 3, ("tree", "memory")
     )
     assert inherits == ResolvedTarget(
-        "inherits", None, "/run/app.pid", None, 70, "system", 3.0, 0.1, None, ALL_SECTIONS
+        "inherits",
+        None,
+        "/run/app.pid",
+        None,
+        70,
+        "system",
+        3.0,
+        0.1,
+        *defaults,
+        None,
+        ALL_SECTIONS,
     )
     assert isinstance(inherits.interval, float)
 
@@ -517,6 +532,10 @@ def test_render_effective_fills_in_defaults(config_dir: Path) -> None:
         "threshold": 50,
         "threshold_base": "system",
         "min_interval": 0.1,
+        "detail": "summary",
+        "full_snapshot_min_interval": 300.0,
+        "full_snapshot_growth": 20,
+        "full_snapshot_on_change": True,
         "watchdog": True,
         "redact_cmdline": False,
     }

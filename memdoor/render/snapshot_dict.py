@@ -113,10 +113,13 @@ def connection_dict(sock: Socket) -> dict[str, Any]:
     }
 
 
-def snapshot_dict(snapshot: Snapshot, cmdline: Optional[list[str]] = None) -> dict[str, Any]:
+def snapshot_dict(
+    snapshot: Snapshot, cmdline: Optional[list[str]] = None, with_lists: bool = True
+) -> dict[str, Any]:
     """Sections that were not collected are absent; sections that failed are null.
 
     cmdline overrides the process's own (redaction) without touching the snapshot.
+    Without lists, mappings and connections are left for a summary to describe.
     """
     data: dict[str, Any] = {"taken_at": rfc3339(snapshot.taken_at)}
     if snapshot.identity is not None:
@@ -129,9 +132,9 @@ def snapshot_dict(snapshot: Snapshot, cmdline: Optional[list[str]] = None) -> di
         data["oom"] = {"score": snapshot.oom.score, "score_adj": snapshot.oom.score_adj}
     if snapshot.tree is not None:
         data["tree"] = [{"pid": a.pid, "name": a.name} for a in snapshot.tree]
-    if snapshot.mappings is not None:
+    if with_lists and snapshot.mappings is not None:
         data["mappings"] = [mapping_dict(m) for m in snapshot.mappings]
-    if snapshot.connections is not None:
+    if with_lists and snapshot.connections is not None:
         data["connections"] = [connection_dict(c) for c in snapshot.connections]
     data["problems"] = [p.to_dict() for p in snapshot.problems]
     return data
