@@ -14,15 +14,20 @@ import signal
 import time
 from typing import Any, Optional
 
+from memdoor.collect.cgroup import CgroupLayout, find_cgroup_mounts
+from memdoor.collect.reading import Unreadable
 from memdoor.config import Config, ConfigError, ResolvedTarget, effective_targets, load_config
 from memdoor.notify import Notifier, watchdog_interval
+from memdoor.oom_evidence import KernelLog, kill_dict
+from memdoor.pressure import PressureHub
+from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import build_logger, log_config_invalid
 from memdoor.sinks.dispatch import Dispatcher
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink, stdout_is_journal_stream
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
-from memdoor.watcher import TargetState
+from memdoor.watcher import Services, TargetState
 
 STATUS_PERIOD = 5.0
 
@@ -46,8 +51,15 @@ class Daemon:
     def __init__(self, config_path: Optional[str], config: Config, proc: str = "/proc") -> None:
         self.config_path = config_path
         self.config = config
-        self.proc = proc
-        self.mem_total = MemTotal(proc)
+        layout = find_cgroup_mounts(proc)
+        self.cgroup_problem = layout if isinstance(layout, Unreadable) else None
+        self.services = Services(
+            mem_total=MemTotal(proc),
+            cgroups=layout if isinstance(layout, CgroupLayout) else None,
+            kernel_log=KernelLog(),
+            pressure=PressureHub(),
+            proc=proc,
+        )
         self.dispatcher = build_dispatcher(config)
         self.log = self._logger_for(self.dispatcher)
         self.notifier = Notifier(self._notify_failed)
@@ -72,12 +84,18 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
+        kernel_log = self.services.kernel_log
+        kernel_log.start(loop)
+        kernel_log.listeners.append(self._oom_kill_seen)
+        if self.services.pressure is not None:
+            self.services.pressure.start(loop)
         self.log.info(
             "daemon_started",
             message=f"memdoor started: {len(self.config.targets)} targets, "
             f"sinks {', '.join(self.dispatcher.sink_names) or 'none'}",
             config=self.config_path,
             daemon_pid=os.getpid(),
+            evidence=self._evidence_sources(),
         )
         self._apply_targets(effective_targets(self.config))
         helpers = [loop.create_task(self._report_status())]
@@ -102,7 +120,49 @@ class Daemon:
                 task.cancel()
             await self._stop_targets(list(self.supervisors))
             await asyncio.gather(*helpers, return_exceptions=True)
+            kernel_log.stop(loop)
+            if self.services.pressure is not None:
+                self.services.pressure.close()
         return 0
+
+    def _evidence_sources(self) -> dict[str, Any]:
+        """Which OOM evidence and cgroup figures this host lets us read, said once at start."""
+        layout = self.services.cgroups
+        unavailable = self.services.kernel_log.unavailable
+        memory = None
+        if layout is not None and layout.v2_memory and layout.v2 is not None:
+            memory = f"cgroup v2 at {layout.v2.mount_point}"
+        elif layout is not None and layout.v1_memory is not None:
+            memory = f"cgroup v1 at {layout.v1_memory.mount_point}"
+        return {
+            "kmsg": "readable"
+            if unavailable is None
+            else f"{unavailable.reason}: {unavailable.detail}",
+            "memory_cgroup": memory
+            or (self.cgroup_problem.detail if self.cgroup_problem else "no memory controller"),
+        }
+
+    def _oom_kill_seen(self, report: OomKillReport) -> None:
+        """A kill in the kernel log: tell each target whose processes share the victim's cgroup.
+
+        The victim itself, when watched, gets its oom_killed record from its own
+        watcher, with the last snapshot; this lighter record is for the others.
+        """
+        if report.task_memcg is None:
+            return
+        for name, (_target, supervisor, _task) in self.supervisors.items():
+            if supervisor.watches(report.pid):
+                continue
+            neighbours = supervisor.watchers_in_cgroup(report.task_memcg)
+            if neighbours:
+                neighbours[0].log_event(
+                    "error",
+                    "oom_kill_nearby",
+                    f"{name}: the OOM killer killed pid {report.pid} ({report.name}) in the same "
+                    f"cgroup {report.task_memcg}",
+                    kill=kill_dict(report, None, None, None),
+                    victim_pid=report.pid,
+                )
 
     def reload(self) -> None:
         """Apply a new config; an invalid one is reported and the running one stays."""
@@ -150,9 +210,8 @@ class Daemon:
         state = TargetState(
             target=target,
             log=self.log,
-            mem_total=self.mem_total,
+            services=self.services,
             redact_cmdline=self.config.daemon.redact_cmdline,
-            proc=self.proc,
         )
         supervisor = TargetSupervisor(state)
         task = asyncio.get_running_loop().create_task(supervisor.run())

@@ -50,7 +50,7 @@ class TargetSupervisor:
         target = self.state.target
         if target.pid is not None and target.pid in self.ended_pids:
             return  # a fixed pid is one process; once it ended, it is not re-adopted
-        resolution = resolve(target.pid, target.pidfile, target.exe, self.state.proc)
+        resolution = resolve(target.pid, target.pidfile, target.exe, self.state.services.proc)
         self._report_resolution(resolution)
         for pid in resolution.pids:
             if pid not in self.watchers and pid not in self.ended_pids:
@@ -59,7 +59,7 @@ class TargetSupervisor:
         self.ended_pids &= set(resolution.pids) | ({target.pid} if target.pid else set())
 
     def _adopt(self, pid: int) -> None:
-        proc = self.state.proc
+        proc = self.state.services.proc
         stat = read_stat(pid, proc)
         if isinstance(stat, Unreadable):
             return
@@ -69,13 +69,16 @@ class TargetSupervisor:
         if target.exe is not None and identity.exe is None:
             return  # cannot confirm it runs the exe: never report a stranger
         watcher = ProcessWatcher(self.state, identity)
+        watcher.attach()
         self._waiting_reported = False
         watcher.log_event(
             "info",
             "target_found",
             f"{target.name}: watching pid {pid} ({identity.exe or identity.name})",
             process=watcher.process_fields(),
-            problems=[p.to_dict() for p in problems],
+            cgroup_path=watcher.cgroup.cgroup.path if watcher.cgroup else None,
+            wakeups=watcher.wakeups,
+            problems=[p.to_dict() for p in problems + watcher.wakeup_problems],
         )
         self.watchers[pid] = (watcher, asyncio.get_running_loop().create_task(watcher.run()))
 
@@ -111,6 +114,17 @@ class TargetSupervisor:
                 target=self.name,
                 message=f"{self.name}: no process to watch yet",
             )
+
+    def watches(self, pid: int) -> bool:
+        return pid in self.watchers
+
+    def watchers_in_cgroup(self, path: str) -> list[ProcessWatcher]:
+        """Live watchers whose process's memory cgroup is path (as the kernel log names it)."""
+        return [
+            watcher
+            for watcher, task in self.watchers.values()
+            if not task.done() and watcher.cgroup is not None and watcher.cgroup.cgroup.path == path
+        ]
 
     def stale(self, now: float, allowance: float) -> bool:
         """True when this supervisor or one of its watchers stopped making progress."""

@@ -1,26 +1,44 @@
 """One asyncio task per watched process.
 
-Each tick costs two tiny reads (stat for identity, statm for RSS) so hundreds
-of processes can be watched at a one-second interval. Only at or above the
-threshold does the watcher take a full snapshot, in a worker thread because
-smaps of a large process can take tens of milliseconds and block on the
-target's mmap lock.
+A tick costs two or three tiny reads (stat for identity, statm or the cgroup's
+usage for the threshold), so hundreds of processes can be watched at a
+one-second interval. Polling adapts: the closer a process is to its threshold,
+the shorter the wait, and a memory pressure notification cuts the wait short.
+
+The watcher keeps the newest snapshot of its process in memory whatever the
+threshold, because when the OOM killer strikes that snapshot is the evidence.
+Snapshots are taken in a worker thread (smaps of a large process takes tens of
+milliseconds and can block on the target's mmap lock) and never more often
+than their own cost allows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from memdoor.collect.identity import ProcessIdentity
+from memdoor.collect.cgroup import (
+    CgroupLayout,
+    MemoryCgroup,
+    memory_cgroup_of,
+    read_cgroup_memory,
+    read_oom_kill_count,
+    read_usage_bytes,
+)
+from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity
 from memdoor.collect.liveness import Liveness, Verdict, check_process
 from memdoor.collect.memory import read_rss_kb, usage_percent
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
-from memdoor.messages import usage_line
-from memdoor.render.snapshot_dict import process_dict, snapshot_dict
+from memdoor.messages import human_kb, usage_line
+from memdoor.oom_evidence import KernelLog, boottime_offset_usec, kill_dict, wall_time_of
+from memdoor.pressure import PressureHub
+from memdoor.render.bounded import snapshot_fields
+from memdoor.render.snapshot_dict import cgroup_dict, cgroup_path, process_dict
+from memdoor.render.summary import connection_signature, mapping_signature
 from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.system_memory import MemTotal
 
@@ -29,6 +47,28 @@ GONE_REASONS = {
     Verdict.EXE_MISMATCH: "exe_mismatch",
     Verdict.REUSED: "pid_reused",
 }
+# A snapshot may take at most this share of the watcher's time: a process
+# whose snapshot costs 100 ms is snapshotted at most every 500 ms.
+SNAPSHOT_DUTY = 0.2
+# Below the threshold the kept snapshot is refreshed when RSS moved this much,
+# when the process is this close to its threshold, or when it is this old.
+KEEP_ON_GROWTH = 0.10
+KEEP_NEAR_RATIO = 0.8
+KEEP_MAX_AGE = 300.0
+# How often a cgroup's limit is looked up again (limits change with systemctl
+# set-property or a container update); each full snapshot also refreshes it.
+CGROUP_REFRESH = 30.0
+
+
+@dataclass
+class Services:
+    """What every watcher of the daemon shares."""
+
+    mem_total: MemTotal
+    cgroups: Optional[CgroupLayout]
+    kernel_log: KernelLog
+    pressure: Optional[PressureHub]
+    proc: str = "/proc"
 
 
 @dataclass
@@ -37,9 +77,8 @@ class TargetState:
 
     target: ResolvedTarget
     log: Any
-    mem_total: MemTotal
+    services: Services
     redact_cmdline: bool
-    proc: str = "/proc"
     snapshots_emitted: int = 0
     above: set[int] = field(default_factory=set)
 
@@ -48,98 +87,344 @@ class TargetState:
         return self.target.count is not None and self.snapshots_emitted >= self.target.count
 
 
+@dataclass
+class Measure:
+    """One tick's figure against the target's threshold base."""
+
+    percent: float
+    message: str
+
+
+class CgroupWatch:
+    """The process's memory cgroup, the cgroup whose limit applies, and its OOM counter."""
+
+    def __init__(self, cgroup: MemoryCgroup) -> None:
+        self.cgroup = cgroup
+        self.limit: Optional[MemoryCgroup] = None
+        self.limit_bytes: Optional[int] = None
+        self.oom_kills: Optional[int] = None
+        self.refreshed = 0.0
+
+    def refresh(self) -> Optional[Unreadable]:
+        figures = read_cgroup_memory(self.cgroup)
+        self.refreshed = time.monotonic()
+        if isinstance(figures, Unreadable):
+            return figures
+        self.limit_bytes = figures.limit_bytes
+        self.limit = (
+            None
+            if figures.limit_directory is None
+            else MemoryCgroup(
+                self.cgroup.version,
+                figures.limit_directory,
+                self.cgroup.top,
+                cgroup_path(figures, figures.limit_directory) or "/",
+            )
+        )
+        self.oom_kills = figures.oom_counters.get("oom_kill")
+        return None
+
+    def read_oom_kills(self) -> Optional[int]:
+        count = read_oom_kill_count(self.cgroup)
+        return None if isinstance(count, Unreadable) else count
+
+
 class ProcessWatcher:
     def __init__(self, state: TargetState, identity: ProcessIdentity) -> None:
         self.state = state
         self.pid = identity.pid
         self.identity = identity
         self.last_snapshot: Optional[Snapshot] = None
+        self.last_full: Optional[Snapshot] = None
         self.last_progress = time.monotonic()
         self.ended: Optional[str] = None
+        self.cgroup: Optional[CgroupWatch] = None
+        self.wakeups: list[str] = []
+        self.wakeup_problems: list[Unreadable] = []
+        self._wake = asyncio.Event()
+        self._next_snapshot_at = 0.0
+        self._next_emit_at = 0.0
+        # The size measured by the last tick (RSS, or the cgroup's usage) and the
+        # one when the kept snapshot was taken, to tell when it went stale.
+        self._current_kb = 0
+        self._kept_kb = 0
+        self._fallback_reported = False
 
     @property
     def target(self) -> ResolvedTarget:
         return self.state.target
 
-    async def run(self) -> None:
-        """Tick until the process is gone or the target's count is used up."""
-        try:
-            while self.ended is None:
-                await self.tick()
-                self.last_progress = time.monotonic()
-                if self.ended is None:
-                    await asyncio.sleep(self.target.interval)
-        finally:
-            self.state.above.discard(self.pid)
+    @property
+    def services(self) -> Services:
+        return self.state.services
 
-    async def tick(self) -> None:
-        liveness = check_process(
-            self.pid, self.identity.exe, self.identity.start_ticks, self.state.proc
-        )
-        if liveness.verdict is not Verdict.SAME:
-            self._gone(liveness)
+    def wake(self) -> None:
+        self._wake.set()
+
+    def attach(self) -> None:
+        """Find the cgroup and register for pressure notifications; failures are noted."""
+        services = self.services
+        if services.cgroups is not None:
+            cgroup = memory_cgroup_of(self.pid, services.cgroups, services.proc)
+            if isinstance(cgroup, Unreadable):
+                self.wakeup_problems.append(cgroup)
+            else:
+                self.cgroup = CgroupWatch(cgroup)
+                problem = self.cgroup.refresh()
+                if problem is not None:
+                    self.wakeup_problems.append(problem)
+        hub = services.pressure
+        if hub is None:
             return
-        rss_kb = read_rss_kb(self.pid, self.state.proc)
-        total_kb = self.state.mem_total.kb()
-        if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
-            # The next tick's identity check tells an exit from a passing failure.
+        self._subscribe(hub.watch_psi(f"{services.proc}/pressure/memory", self.wake))
+        watch = self.cgroup
+        if watch is None or watch.limit is None or watch.limit_bytes is None:
             return
-        percent = usage_percent(rss_kb, total_kb)
-        if percent >= self.target.threshold:
-            await self._above(percent)
-        elif self.pid in self.state.above:
-            self.state.above.discard(self.pid)
-            self.log_event(
-                "info",
-                "back_below",
-                usage_line(self.target.name, self.pid, rss_kb, percent, self.target.threshold),
-                usage_percent=round(percent, 2),
-                rss_kb=rss_kb,
+        if watch.cgroup.version == 1:
+            threshold_bytes = watch.limit_bytes * self.target.threshold // 100
+            self._subscribe(hub.watch_v1_usage(watch.limit.directory, threshold_bytes, self.wake))
+        else:
+            self._subscribe(hub.watch_v2_events(watch.limit.directory, self.wake))
+            self._subscribe(
+                hub.watch_psi(os.path.join(watch.limit.directory, "memory.pressure"), self.wake)
             )
 
-    async def _above(self, percent: float) -> None:
-        if self.state.count_reached:
-            return
+    def _subscribe(self, outcome: Union[str, Unreadable]) -> None:
+        if isinstance(outcome, Unreadable):
+            self.wakeup_problems.append(outcome)
+        elif outcome not in self.wakeups:
+            self.wakeups.append(outcome)
+
+    def detach(self) -> None:
+        if self.services.pressure is not None:
+            self.services.pressure.unsubscribe(self.wake)
+
+    async def run(self) -> None:
+        """Tick until the process is gone."""
+        try:
+            while self.ended is None:
+                delay = await self.tick()
+                self.last_progress = time.monotonic()
+                if self.ended is None:
+                    await self._sleep(delay)
+        finally:
+            self.state.above.discard(self.pid)
+            self.detach()
+
+    async def _sleep(self, delay: float) -> None:
+        """Wait for the delay or a wake-up. asyncio.wait, unlike wait_for, never
+        swallows a cancellation that races with the wake-up."""
+        self._wake.clear()
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=delay)
+        finally:
+            waiter.cancel()
+
+    async def tick(self) -> float:
+        """One poll; returns how long to wait before the next."""
+        liveness = check_process(
+            self.pid, self.identity.exe, self.identity.start_ticks, self.services.proc
+        )
+        if liveness.verdict is not Verdict.SAME:
+            self._ended(liveness)
+            return 0.0
+        measure = self._measure()
+        if measure is None:
+            # The next tick's identity check tells an exit from a passing failure.
+            return self.target.interval
+        ratio = measure.percent / self.target.threshold
+        if ratio >= 1:
+            await self._above(measure)
+        else:
+            if self.pid in self.state.above:
+                self.state.above.discard(self.pid)
+                self.log_event(
+                    "info", "back_below", measure.message, usage_percent=round(measure.percent, 2)
+                )
+            await self._keep_fresh(ratio)
+        return self.next_delay(ratio)
+
+    def next_delay(self, ratio: float) -> float:
+        """Twice the interval when far below, shrinking to min_interval at the threshold."""
+        interval, floor = self.target.interval, self.target.min_interval
+        if ratio >= 1:
+            return floor
+        if ratio <= 0.5:
+            return interval * (2 - 2 * ratio)
+        return floor + (interval - floor) * (1 - ratio) * 2
+
+    def _measure(self) -> Optional[Measure]:
+        target = self.target
+        if target.threshold_base == "cgroup":
+            measure = self._measure_cgroup()
+            if measure is not None:
+                return measure
+        rss_kb = read_rss_kb(self.pid, self.services.proc)
+        total_kb = self.services.mem_total.kb()
+        if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
+            return None
+        percent = usage_percent(rss_kb, total_kb)
+        self._current_kb = rss_kb
+        return Measure(
+            percent, usage_line(target.name, self.pid, rss_kb, percent, target.threshold)
+        )
+
+    def _measure_cgroup(self) -> Optional[Measure]:
+        watch = self.cgroup
+        if watch is not None and time.monotonic() - watch.refreshed > CGROUP_REFRESH:
+            watch.refresh()
+        if watch is None or watch.limit is None or not watch.limit_bytes:
+            if not self._fallback_reported:
+                self._fallback_reported = True
+                self.log_event(
+                    "warning",
+                    "threshold_fallback",
+                    f"{self.target.name} pid {self.pid}: no cgroup memory limit applies, "
+                    "measuring against MemTotal instead",
+                )
+            return None
+        usage = read_usage_bytes(watch.limit)
+        if isinstance(usage, Unreadable):
+            return None
+        percent = usage * 100.0 / watch.limit_bytes
+        self._current_kb = usage // 1024
+        shown = f"{percent:.0f}" if percent >= 10 else f"{percent:.1f}"
+        relation = ">=" if percent >= self.target.threshold else "<"
+        return Measure(
+            percent,
+            f"{self.target.name} pid {self.pid} cgroup {watch.limit.path} "
+            f"{human_kb(usage // 1024)} of {human_kb(watch.limit_bytes // 1024)} = {shown}% "
+            f"{relation} {self.target.threshold}%",
+        )
+
+    async def _snapshot(self, force: bool = False) -> Optional[Snapshot]:
+        """Take a snapshot unless the last one was too recent for what it cost."""
+        now = time.monotonic()
+        if not force and now < self._next_snapshot_at:
+            return None
+        services = self.services
+        started = time.monotonic()
         snapshot = await asyncio.to_thread(
             take_snapshot,
             self.pid,
             self.target.sections,
             self.identity.start_ticks,
-            self.state.proc,
+            services.proc,
+            services.cgroups,
         )
+        cost = time.monotonic() - started
+        self._next_snapshot_at = time.monotonic() + cost / SNAPSHOT_DUTY
         if snapshot.identity is None and any(p.reason == "reused" for p in snapshot.problems):
-            self._gone(Liveness(Verdict.REUSED, None, snapshot.problems[-1].detail))
-            return
+            self._ended(Liveness(Verdict.REUSED, None, snapshot.problems[-1].detail))
+            return None
+        if snapshot.identity is None:
+            return None
         self.last_snapshot = snapshot
+        self._kept_kb = self._current_kb
+        if snapshot.cgroup is not None and self.cgroup is not None:
+            self.cgroup.oom_kills = snapshot.cgroup.oom_counters.get("oom_kill")
+        return snapshot
+
+    async def _keep_fresh(self, ratio: float) -> None:
+        last = self.last_snapshot
+        due = (
+            last is None
+            or ratio >= KEEP_NEAR_RATIO
+            or abs(self._current_kb - self._kept_kb) > self._kept_kb * KEEP_ON_GROWTH
+            or time.time() - last.taken_at > KEEP_MAX_AGE
+        )
+        if due:
+            await self._snapshot()
+
+    async def _above(self, measure: Measure) -> None:
         crossed = self.pid not in self.state.above
+        snapshot = await self._snapshot(force=crossed)
+        if self.ended is not None:
+            return
         self.state.above.add(self.pid)
-        self.state.snapshots_emitted += 1
-        memory = snapshot.memory
-        message = usage_line(
-            self.target.name,
-            self.pid,
-            memory.rss_kb if memory else None,
-            memory.usage_percent if memory else percent,
-            self.target.threshold,
-        )
-        cmdline = self.identity.cmdline[:1] if self.state.redact_cmdline else None
-        self.log_event(
-            "warning",
-            "threshold_crossed" if crossed else "snapshot",
-            message,
-            **snapshot_dict(snapshot, cmdline),
-        )
+        now = time.monotonic()
+        if self.state.count_reached or (not crossed and now < self._next_emit_at):
+            return
+        self._next_emit_at = now + self.target.interval
+        if crossed and snapshot is not None:
+            self._emit_full("threshold_crossed", snapshot, measure)
+        elif snapshot is not None and self._full_due(snapshot):
+            self._emit_full("snapshot", snapshot, measure)
+        else:
+            self._emit_sample(measure)
         if self.state.count_reached:
             self.log_event(
                 "info",
                 "count_reached",
-                f"{self.target.name}: {self.target.count} "
-                "snapshots emitted, reporting stops (count)",
+                f"{self.target.name}: {self.target.count} snapshots emitted, "
+                "reporting stops (count)",
             )
 
-    def _gone(self, liveness: Liveness) -> None:
+    def _full_due(self, snapshot: Snapshot) -> bool:
+        """A full snapshot when the process changed materially, at most at the configured rate."""
+        target, last = self.target, self.last_full
+        if last is None:
+            return True
+        if snapshot.taken_at - last.taken_at < target.full_snapshot_min_interval:
+            return False
+        old_rss = last.memory.rss_kb if last.memory else None
+        new_rss = snapshot.memory.rss_kb if snapshot.memory else None
+        grew = bool(
+            target.full_snapshot_growth
+            and old_rss
+            and new_rss
+            and (new_rss - old_rss) * 100 >= old_rss * target.full_snapshot_growth
+        )
+        return grew or (
+            target.full_snapshot_on_change
+            and (
+                mapping_signature(last.mappings) != mapping_signature(snapshot.mappings)
+                or connection_signature(last.connections)
+                != connection_signature(snapshot.connections)
+            )
+        )
+
+    def _emit_full(self, event: str, snapshot: Snapshot, measure: Measure) -> None:
+        self.last_full = snapshot
+        self.state.snapshots_emitted += 1
+        self.log_event(
+            "warning",
+            event,
+            measure.message,
+            threshold_base=self.target.threshold_base,
+            **snapshot_fields(snapshot, self.target.detail, self._cmdline()),
+        )
+
+    def _emit_sample(self, measure: Measure) -> None:
+        """A few hundred bytes: the figures against every base, and the last snapshot's counts."""
+        fields: dict[str, Any] = {
+            "threshold_base": self.target.threshold_base,
+            "usage_percent": round(measure.percent, 2),
+        }
+        last = self.last_snapshot
+        if last is not None:
+            if last.memory is not None:
+                fields["memory"] = {
+                    "rss_kb": last.memory.rss_kb,
+                    "mem_total_kb": last.memory.mem_total_kb,
+                    "usage_percent": _rounded(last.memory.usage_percent),
+                }
+            if last.cgroup is not None:
+                fields["cgroup"] = cgroup_dict(last.cgroup)
+            fields["counts"] = {
+                "mappings": None if last.mappings is None else len(last.mappings),
+                "connections": None if last.connections is None else len(last.connections),
+                "age_ms": round((time.time() - last.taken_at) * 1000),
+            }
+        self.log_event("warning", "sample", measure.message, **fields)
+
+    def _ended(self, liveness: Liveness) -> None:
+        """The process is gone: say whether the OOM killer took it, and with what evidence."""
         reason = GONE_REASONS.get(liveness.verdict, "unverifiable")
         self.ended = reason
+        if liveness.verdict is Verdict.EXITED and self._report_oom_kill():
+            return
         self.log_event(
             "notice",
             "target_gone",
@@ -149,9 +434,49 @@ class ProcessWatcher:
             process=self.process_fields(),
         )
 
+    def _report_oom_kill(self) -> bool:
+        started_usec = self.identity.start_ticks * 1_000_000 // CLOCK_TICKS - boottime_offset_usec()
+        report = self.services.kernel_log.kill_of(self.pid, started_usec)
+        before = self.cgroup.oom_kills if self.cgroup else None
+        after = self.cgroup.read_oom_kills() if self.cgroup else None
+        kill = kill_dict(
+            report, before, after, self.cgroup.cgroup.directory if self.cgroup else None
+        )
+        if not kill["sources"]:
+            return False
+        last = self.last_snapshot
+        killed_at = time.time() if report is None else wall_time_of(report.usec_since_boot)
+        age_ms = None if last is None else max(0, round((killed_at - last.taken_at) * 1000))
+        where = ""
+        if self.cgroup is not None and self.cgroup.limit is not None and self.cgroup.limit_bytes:
+            where = (
+                f" (cgroup {self.cgroup.limit.path} limit "
+                f"{human_kb(self.cgroup.limit_bytes // 1024)})"
+            )
+        message = (
+            f"{self.target.name} pid {self.pid} ({self.identity.name}) was killed by the OOM "
+            f"killer{where}; "
+            + ("no snapshot was taken" if age_ms is None else f"last snapshot {age_ms} ms old")
+        )
+        last_fields = None
+        if last is not None:
+            last_fields = snapshot_fields(last, self.target.detail, self._cmdline())
+            last_fields["age_ms"] = age_ms
+        self.log_event(
+            "error",
+            "oom_killed",
+            message,
+            kill=kill,
+            process=self.process_fields(),
+            last_snapshot=last_fields,
+        )
+        return True
+
+    def _cmdline(self) -> Optional[list[str]]:
+        return self.identity.cmdline[:1] if self.state.redact_cmdline else None
+
     def process_fields(self) -> dict[str, Any]:
-        cmdline = self.identity.cmdline[:1] if self.state.redact_cmdline else None
-        return process_dict(self.identity, cmdline)
+        return process_dict(self.identity, self._cmdline())
 
     def log_event(self, level: str, event: str, message: str, **fields: Any) -> None:
         getattr(self.state.log, level)(
@@ -162,3 +487,7 @@ class ProcessWatcher:
             threshold_percent=self.target.threshold,
             **fields,
         )
+
+
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 2)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import time
 from typing import Any
+
+import pytest
 
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.config import ResolvedTarget
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
-from memdoor.watcher import ProcessWatcher, TargetState
+from memdoor.oom_evidence import KernelLog
+from memdoor.watcher import ProcessWatcher, Services, TargetState
 
 
 class RecordingLog:
@@ -28,20 +33,31 @@ class RecordingLog:
         return [event for _level, event, _fields in self.records]
 
 
-def make_state(pid: int, threshold: int = 1, count: Any = None) -> TargetState:
-    target = ResolvedTarget(
-        name="t",
-        pid=pid,
-        pidfile=None,
-        exe=None,
-        threshold=threshold,
-        threshold_base="system",
-        interval=0.05,
-        min_interval=0.05,
-        count=count,
-        sections=("memory", "oom", "tree", "mappings", "connections"),
+def make_state(pid: int, threshold: int = 1, count: Any = None, **overrides: Any) -> TargetState:
+    settings: dict[str, Any] = {
+        "name": "t",
+        "pid": pid,
+        "pidfile": None,
+        "exe": None,
+        "threshold": threshold,
+        "threshold_base": "system",
+        "interval": 0.05,
+        "min_interval": 0.05,
+        "detail": "summary",
+        "full_snapshot_min_interval": 300.0,
+        "full_snapshot_growth": 20,
+        "full_snapshot_on_change": True,
+        "count": count,
+        "sections": ("memory", "oom", "tree", "mappings", "connections"),
+    }
+    settings.update(overrides)
+    services = Services(mem_total=MemTotal(), cgroups=None, kernel_log=KernelLog(), pressure=None)
+    return TargetState(
+        target=ResolvedTarget(**settings),
+        log=RecordingLog(),
+        services=services,
+        redact_cmdline=True,
     )
-    return TargetState(target=target, log=RecordingLog(), mem_total=MemTotal(), redact_cmdline=True)
 
 
 def identity_of(pid: int) -> Any:
@@ -69,18 +85,65 @@ def one_and_a_half_percent_of_ram_mb() -> int:
     return total_kb * 15 // 1000 // 1024 + 1
 
 
-def test_crossing_snapshot_count_and_redaction(spawn_workload) -> None:
+def test_crossing_then_samples_then_count(spawn_workload) -> None:
+    """Above the threshold: a full snapshot at the crossing, compact samples after it."""
     size_mb = one_and_a_half_percent_of_ram_mb()
     workload = spawn_workload("--touch-mb", str(size_mb))
-    state = make_state(workload.pid, threshold=1, count=2)
+    state = make_state(workload.pid, threshold=1, count=1)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
-    for _ in range(3):
-        asyncio.run(watcher.tick())
-    assert state.log.events() == ["threshold_crossed", "snapshot", "count_reached"]
+
+    async def ticks(n: int) -> None:
+        for _ in range(n):
+            await watcher.tick()
+            await asyncio.sleep(0.06)
+
+    asyncio.run(ticks(3))
+    assert state.log.events() == ["threshold_crossed", "count_reached"]
     crossed = state.log.records[0][2]
     assert crossed["process"]["cmdline"] == workload.proc.args[:1]
     assert crossed["memory"]["rss_kb"] >= size_mb * 1024
+    assert "mappings_summary" in crossed and "mappings" not in crossed
     assert watcher.last_snapshot is not None and watcher.last_snapshot.mappings
+
+
+def test_samples_between_full_snapshots(spawn_workload) -> None:
+    size_mb = one_and_a_half_percent_of_ram_mb()
+    workload = spawn_workload("--touch-mb", str(size_mb))
+    state = make_state(workload.pid, threshold=1)
+    watcher = ProcessWatcher(state, identity_of(workload.pid))
+
+    async def ticks(n: int) -> None:
+        for _ in range(n):
+            await watcher.tick()
+            await asyncio.sleep(0.06)
+
+    asyncio.run(ticks(3))
+    assert state.log.events() == ["threshold_crossed", "sample", "sample"]
+    sample = state.log.records[1][2]
+    assert sample["memory"]["rss_kb"] >= size_mb * 1024
+    assert sample["counts"]["mappings"] == len(watcher.last_snapshot.mappings)
+    assert len(json.dumps(sample)) < 2048
+
+
+def test_below_threshold_keeps_a_snapshot_in_memory_without_emitting(spawn_workload) -> None:
+    workload = spawn_workload("--touch-mb", "32")
+    state = make_state(workload.pid, threshold=99)
+    watcher = ProcessWatcher(state, identity_of(workload.pid))
+    asyncio.run(watcher.tick())
+    assert state.log.events() == []
+    assert watcher.last_snapshot is not None
+    assert watcher.last_snapshot.memory is not None
+    assert watcher.last_snapshot.memory.rss_kb >= 32 * 1024
+
+
+@pytest.mark.parametrize(
+    ("ratio", "expected"),
+    [(0.0, 2.0), (0.25, 1.5), (0.5, 1.0), (0.75, 0.55), (1.0, 0.1), (3.0, 0.1)],
+)
+def test_polling_adapts_to_the_distance_from_the_threshold(ratio: float, expected: float) -> None:
+    state = make_state(1, interval=1.0, min_interval=0.1)
+    watcher = ProcessWatcher(state, identity_of(os.getpid()))
+    assert watcher.next_delay(ratio) == pytest.approx(expected)
 
 
 def test_stale_watcher_makes_the_supervisor_stale(spawn_workload) -> None:

@@ -1,0 +1,191 @@
+"""Wake watchers the moment memory pressure rises, instead of at their next poll.
+
+A fast allocator fills a cgroup in well under a second; polling alone catches it
+only if a tick happens to land between the crossing and the kill. The kernel
+offers notifications, each optional:
+
+- PSI triggers on /proc/pressure/memory (and a cgroup2 memory.pressure): POLLPRI
+  when tasks stall on memory. Windows must be multiples of 2 s without
+  CAP_SYS_RESOURCE, and unprivileged users get EACCES on cgroup files.
+- cgroup v1 usage thresholds: an eventfd registered through cgroup.event_control
+  fires when memory.usage_in_bytes crosses a value — exactly the threshold.
+- cgroup v2 memory.events: kernfs signals POLLPRI when a counter changes (high,
+  max, oom events); it must be re-read to re-arm.
+
+All of them go into one private epoll whose fd the event loop watches, because a
+PSI fd always polls readable and asyncio's add_reader would spin on it
+(systemd-in-a-test.md). What cannot be registered is returned as a value and
+polling carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import select
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+from memdoor.collect.reading import Unreadable, unreadable_from_oserror
+
+# Stall of 50 ms within a 2 s window: the smallest window allowed without
+# CAP_SYS_RESOURCE, and a stall short enough to fire while a hog still grows.
+PSI_TRIGGER = b"some 50000 2000000"
+_EFD_NONBLOCK = 0o4000
+_EFD_CLOEXEC = 0o2000000
+
+Wake = Callable[[], None]
+
+
+def _eventfd() -> int:
+    """os.eventfd exists from Python 3.10; libc's eventfd(2) serves 3.9."""
+    if hasattr(os, "eventfd"):
+        return int(os.eventfd(0, _EFD_NONBLOCK | _EFD_CLOEXEC))
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fd = libc.eventfd(0, _EFD_NONBLOCK | _EFD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(fd)
+
+
+@dataclass
+class _Source:
+    """One notification: fds[0] is polled for events (EPOLLPRI for PSI and kernfs,
+    which always poll readable; EPOLLIN for an eventfd); the other fds stay open
+    because closing them would cancel the registration."""
+
+    kind: str
+    fds: list[int]
+    events: int
+    rearm: Optional[Callable[[], None]]
+    wakes: list[Wake] = field(default_factory=list)
+
+
+class PressureHub:
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._by_fd: dict[int, _Source] = {}
+        self._by_key: dict[tuple[str, str, int], _Source] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self._epoll.fileno(), self._dispatch)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._epoll.fileno())
+        for source in list(self._by_key.values()):
+            self._close_source(source)
+        self._by_key.clear()
+        self._epoll.close()
+
+    def _dispatch(self) -> None:
+        for fd, _events in self._epoll.poll(0):
+            source = self._by_fd.get(fd)
+            if source is None:
+                continue
+            if source.rearm is not None:
+                source.rearm()
+            for wake in list(source.wakes):
+                wake()
+
+    def subscribe(
+        self, key: tuple[str, str, int], wake: Wake, opener: Callable[[], _Source]
+    ) -> Union[str, Unreadable]:
+        """Add wake to the source under key, opening it on first use; returns its kind."""
+        source = self._by_key.get(key)
+        if source is None:
+            try:
+                source = opener()
+            except OSError as exc:
+                return unreadable_from_oserror(key[1], exc)
+            self._by_key[key] = source
+            for fd in source.fds[:1]:
+                self._by_fd[fd] = source
+                self._epoll.register(fd, source.events)
+        source.wakes.append(wake)
+        return source.kind
+
+    def unsubscribe(self, wake: Wake) -> None:
+        for key, source in list(self._by_key.items()):
+            if wake in source.wakes:
+                source.wakes.remove(wake)
+                if not source.wakes:
+                    del self._by_key[key]
+                    self._close_source(source)
+
+    def _close_source(self, source: _Source) -> None:
+        if source.fds:
+            self._by_fd.pop(source.fds[0], None)
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(source.fds[0])
+        for fd in source.fds:
+            os.close(fd)
+
+    def watch_psi(self, path: str, wake: Wake) -> Union[str, Unreadable]:
+        """A PSI trigger on /proc/pressure/memory or a cgroup2 memory.pressure."""
+
+        def open_trigger() -> _Source:
+            fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                os.write(fd, PSI_TRIGGER + b"\0")
+            except OSError:
+                os.close(fd)
+                raise
+            return _Source("psi", [fd], select.EPOLLPRI, None)
+
+        return self.subscribe(("psi", path, 0), wake, open_trigger)
+
+    def watch_v1_usage(
+        self, directory: str, threshold_bytes: int, wake: Wake
+    ) -> Union[str, Unreadable]:
+        """An eventfd that fires when the v1 cgroup's usage crosses threshold_bytes."""
+
+        def open_threshold() -> _Source:
+            usage_fd = os.open(
+                os.path.join(directory, "memory.usage_in_bytes"), os.O_RDONLY | os.O_CLOEXEC
+            )
+            try:
+                event_fd = _eventfd()
+            except OSError:
+                os.close(usage_fd)
+                raise
+            try:
+                control = os.open(os.path.join(directory, "cgroup.event_control"), os.O_WRONLY)
+                try:
+                    os.write(control, f"{event_fd} {usage_fd} {threshold_bytes}".encode())
+                finally:
+                    os.close(control)
+            except OSError:
+                os.close(event_fd)
+                os.close(usage_fd)
+                raise
+
+            def drain() -> None:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(event_fd, 8)
+
+            return _Source("cgroup_v1_threshold", [event_fd, usage_fd], select.EPOLLIN, drain)
+
+        return self.subscribe(("v1", directory, threshold_bytes), wake, open_threshold)
+
+    def watch_v2_events(self, directory: str, wake: Wake) -> Union[str, Unreadable]:
+        """POLLPRI on memory.events: the cgroup hit memory.high or memory.max."""
+        path = os.path.join(directory, "memory.events")
+
+        def open_events() -> _Source:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.pread(fd, 4096, 0)
+
+            def rearm() -> None:
+                with contextlib.suppress(OSError):
+                    os.pread(fd, 4096, 0)
+
+            return _Source("cgroup_v2_events", [fd], select.EPOLLPRI, rearm)
+
+        return self.subscribe(("v2", path, 0), wake, open_events)
