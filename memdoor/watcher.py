@@ -37,7 +37,7 @@ from memdoor.messages import human_kb, usage_line
 from memdoor.oom_evidence import KernelLog, boottime_offset_usec, kill_dict, wall_time_of
 from memdoor.pressure import PressureHub
 from memdoor.render.bounded import snapshot_fields
-from memdoor.render.snapshot_dict import cgroup_dict, cgroup_path, process_dict
+from memdoor.render.snapshot_dict import cgroup_dict, cgroup_path, memory_dict, process_dict
 from memdoor.render.summary import connection_signature, mapping_signature
 from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.system_memory import MemTotal
@@ -405,11 +405,7 @@ class ProcessWatcher:
         last = self.last_snapshot
         if last is not None:
             if last.memory is not None:
-                fields["memory"] = {
-                    "rss_kb": last.memory.rss_kb,
-                    "mem_total_kb": last.memory.mem_total_kb,
-                    "usage_percent": _rounded(last.memory.usage_percent),
-                }
+                fields["memory"] = memory_dict(last.memory)
             if last.cgroup is not None:
                 fields["cgroup"] = cgroup_dict(last.cgroup)
             fields["counts"] = {
@@ -487,7 +483,3 @@ class ProcessWatcher:
             threshold_percent=self.target.threshold,
             **fields,
         )
-
-
-def _rounded(value: Optional[float]) -> Optional[float]:
-    return None if value is None else round(value, 2)

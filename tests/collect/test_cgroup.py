@@ -21,7 +21,7 @@ from memdoor.collect.cgroup import (
 )
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.cgroup import CgroupMount
-from tests.collect.memcg import MIB, live_memory_cgroup
+from tests.memcg import MIB, live_memory_cgroup
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cgroup"
 GIB = 1024 * MIB

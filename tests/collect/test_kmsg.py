@@ -17,7 +17,7 @@ import memdoor
 from memdoor.collect.kmsg import KmsgReader
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.kmsg import KmsgRecord, OomKillReport, merge_oom_reports, parse_oom_kill
-from tests.collect.memcg import MIB, live_memory_cgroup
+from tests.memcg import MIB, live_memory_cgroup
 
 LOG_USER = 1
 NOBODY = 65534

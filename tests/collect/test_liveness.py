@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from memdoor.collect.liveness import Verdict, check_process, exe_matches
+from tests.collect.trees import COMPLETE, MISSING, MODERN, deny
+from tests.collect.zombie import zombie
+from tests.workload import SpawnWorkload
+
+
+@pytest.fixture
+def copied_tree(tmp_path: Path) -> Path:
+    shutil.copytree(f"{MODERN}/{COMPLETE}", tmp_path / str(COMPLETE), symlinks=True)
+    return tmp_path
+
+
+def test_same_process() -> None:
+    liveness = check_process(COMPLETE, "/usr/bin/sleep", 109550, MODERN)
+    assert liveness.verdict is Verdict.SAME
+    assert liveness.stat is not None and liveness.stat.start_ticks == 109550
+
+
+def test_without_exe_or_start_time_only_existence_counts() -> None:
+    assert check_process(COMPLETE, None, None, MODERN).verdict is Verdict.SAME
+
+
+def test_exe_mismatch() -> None:
+    liveness = check_process(COMPLETE, "/usr/bin/true", None, MODERN)
+    assert liveness.verdict is Verdict.EXE_MISMATCH
+    assert liveness.detail == f"pid {COMPLETE} runs /usr/bin/sleep, not /usr/bin/true"
+
+
+def test_reused_pid_running_the_same_binary() -> None:
+    liveness = check_process(COMPLETE, "/usr/bin/sleep", 109549, MODERN)
+    assert liveness.verdict is Verdict.REUSED
+
+
+def test_missing_pid_has_exited() -> None:
+    liveness = check_process(MISSING, "/usr/bin/sleep", None, MODERN)
+    assert (liveness.verdict, liveness.stat) == (Verdict.EXITED, None)
+
+
+def test_zombie_in_a_tree_has_exited(copied_tree: Path) -> None:
+    stat = copied_tree / str(COMPLETE) / "stat"
+    stat.write_text(stat.read_text().replace("(sleep) S", "(sleep) Z"))
+    assert check_process(COMPLETE, "/usr/bin/sleep", None, str(copied_tree)).verdict is (
+        Verdict.EXITED
+    )
+
+
+def test_exe_gone_between_reads_has_exited(copied_tree: Path) -> None:
+    (copied_tree / str(COMPLETE) / "exe").unlink()
+    assert check_process(COMPLETE, "/usr/bin/sleep", None, str(copied_tree)).verdict is (
+        Verdict.EXITED
+    )
+
+
+def test_denied_exe_is_unverifiable(monkeypatch: pytest.MonkeyPatch) -> None:
+    deny(monkeypatch, f"{MODERN}/{COMPLETE}/exe")
+    liveness = check_process(COMPLETE, "/usr/bin/sleep", None, MODERN)
+    assert liveness.verdict is Verdict.UNVERIFIABLE
+    assert "denied" in liveness.detail
+
+
+def test_denied_stat_is_unverifiable(monkeypatch: pytest.MonkeyPatch) -> None:
+    deny(monkeypatch, f"{MODERN}/{COMPLETE}/stat")
+    liveness = check_process(COMPLETE, None, None, MODERN)
+    assert (liveness.verdict, liveness.stat) == (Verdict.UNVERIFIABLE, None)
+
+
+def test_exe_matches_a_symlink_to_the_binary(tmp_path: Path) -> None:
+    os.symlink("/usr/bin/sleep", tmp_path / "sleep-link")
+    assert exe_matches("/usr/bin/sleep", str(tmp_path / "sleep-link"))
+    assert exe_matches("/usr/bin/sleep", "/usr/bin/sleep")
+    assert not exe_matches("/usr/bin/sleep", "/usr/bin/true")
+
+
+def test_real_process_through_its_life(spawn_workload: SpawnWorkload) -> None:
+    workload = spawn_workload()
+    exe = workload.info["exe"]
+    first = check_process(workload.pid, exe, None)
+    assert first.verdict is Verdict.SAME and first.stat is not None
+    assert check_process(workload.pid, exe, first.stat.start_ticks).verdict is Verdict.SAME
+    assert check_process(workload.pid, "/usr/bin/true", None).verdict is Verdict.EXE_MISMATCH
+    assert check_process(workload.pid, exe, first.stat.start_ticks + 1).verdict is Verdict.REUSED
+    workload.stop()
+    assert check_process(workload.pid, exe, first.stat.start_ticks).verdict is Verdict.EXITED
+
+
+def test_real_zombie_has_exited() -> None:
+    with zombie() as pid:
+        assert check_process(pid, "/bin/true", None).verdict is Verdict.EXITED

@@ -1,0 +1,102 @@
+"""Real OOM kills in a memory cgroup the test creates: does memdoor catch them?"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from tests.daemon.harness import DaemonProcess, write_config
+from tests.memcg import MIB, live_memory_cgroup
+from tests.record_schema import validate_record
+
+LIMIT_MB = 256
+
+
+def pidfile_target(pidfile: Path, threshold: int) -> str:
+    return (
+        f'[[target]]\nname = "hog"\npidfile = "{pidfile}"\nthreshold = {threshold}\n'
+        'threshold_base = "cgroup"\ninterval = 0.2\nmin_interval = 0.05\n'
+    )
+
+
+def records_of(daemon: DaemonProcess, pid: int) -> list[dict[str, Any]]:
+    return [r for r in daemon.records if r.get("pid") == pid and r.get("target") == "hog"]
+
+
+def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path) -> None:
+    pidfile = tmp_path / "hog.pid"
+    config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=50))
+    daemon = DaemonProcess(config)
+    try:
+        daemon.wait_record(lambda r: r["event"] == "target_waiting")
+        with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
+            hog = cgroup.spawn("--touch-mb", "16", "--grow-mb-per-s", "100", "--grow-to-mb", "4096")
+            pidfile.write_text(f"{hog.pid}\n")
+            killed = daemon.wait_record(
+                lambda r: r["event"] in ("oom_killed", "target_gone") and r["pid"] == hog.pid,
+                timeout=30,
+            )
+            assert hog.proc.wait(10) == -signal.SIGKILL
+    finally:
+        assert daemon.stop() == 0
+    assert killed["event"] == "oom_killed", killed
+    mine = records_of(daemon, hog.pid)
+    before = mine[: mine.index(killed)]
+    above = [r for r in before if r["event"] in ("threshold_crossed", "snapshot")]
+    assert above, [r["event"] for r in mine]
+    assert above[0]["cgroup"]["usage_percent"] >= 50
+    assert above[0]["cgroup"]["limit_kb"] == LIMIT_MB * 1024
+    kill = killed["kill"]
+    assert "kmsg" in kill["sources"] and "cgroup_counter" in kill["sources"], kill
+    assert kill["cgroup_kill"] is True
+    assert kill["cgroup_oom_kill_after"] == kill["cgroup_oom_kill_before"] + 1
+    assert kill["anon_rss_kb"] > (LIMIT_MB // 2) * 1024
+    last = killed["last_snapshot"]
+    assert last is not None and last["process"]["pid"] == hog.pid
+    assert last["age_ms"] >= 0
+    assert last["cgroup"]["usage_percent"] >= 50
+    for record in daemon.records:
+        validate_record(record)
+
+
+def test_a_threshold_too_high_still_gets_the_last_snapshot(tmp_path: Path) -> None:
+    """Nothing crosses 99% before the kill, but the kept snapshot rides on oom_killed."""
+    pidfile = tmp_path / "hog.pid"
+    config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=99))
+    daemon = DaemonProcess(config)
+    try:
+        daemon.wait_record(lambda r: r["event"] == "target_waiting")
+        with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
+            hog = cgroup.spawn("--touch-mb", "16", "--grow-mb-per-s", "200", "--grow-to-mb", "4096")
+            pidfile.write_text(f"{hog.pid}\n")
+            killed = daemon.wait_record(
+                lambda r: r["event"] in ("oom_killed", "target_gone") and r["pid"] == hog.pid,
+                timeout=30,
+            )
+    finally:
+        assert daemon.stop() == 0
+    assert killed["event"] == "oom_killed", killed
+    assert killed["last_snapshot"] is not None
+    assert killed["last_snapshot"]["memory"]["rss_kb"] >= 16 * 1024
+    validate_record(killed)
+
+
+def test_plain_sigkill_is_gone_not_oom_killed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "hog.pid"
+    config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=50))
+    daemon = DaemonProcess(config)
+    try:
+        with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
+            victim = cgroup.spawn("--touch-mb", "16")
+            pidfile.write_text(f"{victim.pid}\n")
+            daemon.wait_record(lambda r: r["event"] == "target_found" and r["pid"] == victim.pid)
+            os.kill(victim.pid, signal.SIGKILL)
+            gone = daemon.wait_record(
+                lambda r: r["event"] in ("oom_killed", "target_gone") and r["pid"] == victim.pid
+            )
+    finally:
+        assert daemon.stop() == 0
+    assert gone["event"] == "target_gone" and gone["reason"] == "exited", gone
+    validate_record(gone)
