@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from memdoor.messages import human_kb, usage_line
 from memdoor.records import LEADING_KEYS, SCHEMA_VERSION, build_logger
 from memdoor.sinks.journal_fields import RECORD_FIELD, journal_fields
+from memdoor.sinks.message_ids import MESSAGE_IDS
 from memdoor.sinks.journal_protocol import valid_field_name
 from tests.record_schema import validate_record
 
@@ -98,3 +100,13 @@ def test_usage_line_never_rounds_across_the_threshold() -> None:
     assert usage_line("a", 1, 1024, 49.6, 50) == "a pid 1 RSS 1.0 MiB = 49.6% < 50%"
     assert usage_line("a", 1, 1024, 1.54, 1) == "a pid 1 RSS 1.0 MiB = 1.5% >= 1%"
     assert usage_line("a", 1, None, None, 5) == "a pid 1 RSS unavailable (threshold 5%)"
+
+
+def test_every_event_has_a_stable_distinct_message_id() -> None:
+    schema = json.loads(
+        resources.files("memdoor").joinpath("schema/record.schema.json").read_text()
+    )
+    events = schema["properties"]["event"]["enum"]
+    assert sorted(MESSAGE_IDS) == sorted(events)
+    assert len(set(MESSAGE_IDS.values())) == len(MESSAGE_IDS)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in MESSAGE_IDS.values())
