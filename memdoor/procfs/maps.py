@@ -38,6 +38,12 @@ HEADER = re.compile(
 )
 
 
+def check_complete(data: bytes, what: str) -> None:
+    """The kernel ends every line with a newline; text that does not was cut short."""
+    if data and not data.endswith(b"\n"):
+        raise ParseError(f"{what}: last line has no newline (read cut short)")
+
+
 def mapping_from_match(match: re.Match[bytes], rss_kb: Optional[int] = None) -> Mapping:
     start, end, perms, offset, dev, inode, path = match.groups()
     return Mapping(
@@ -56,11 +62,13 @@ def parse_maps(data: bytes) -> list[Mapping]:
     """Parse maps text; a line that is not a valid header is an error, not skipped.
 
     Skipping would silently under-report the address space, so a count that does
-    not match the number of lines raises ParseError. A final line cut off without
-    its newline is still parsed if it is a complete header.
+    not match the number of lines raises ParseError. So does a final line
+    without its newline: a read cut inside the inode or path still looks like a
+    complete header, with a wrong inode or path.
     """
+    check_complete(data, "maps")
     mappings = [mapping_from_match(m) for m in HEADER.finditer(data)]
-    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    lines = data.count(b"\n")
     if len(mappings) != lines:
         raise ParseError(f"maps: {lines - len(mappings)} of {lines} lines are not mapping headers")
     return mappings

@@ -16,12 +16,18 @@ class MemInfo:
 
 
 def parse_meminfo(text: str) -> MemInfo:
+    """Only "<n> kB" lines count.
+
+    Both wanted fields carry the unit, so a number cut off by a short read (no
+    unit after it) is never taken for a smaller one.
+    """
     values: dict[str, int] = {}
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
-        number = rest.split()[:1]
-        if sep and number and number[0].isdigit():
-            values[key] = int(number[0])
+        parts = rest.split()
+        # isdigit() alone accepts digits such as '²' that int() refuses.
+        if sep and parts[1:] == ["kB"] and parts[0].isascii() and parts[0].isdigit():
+            values[key] = int(parts[0])
     if not values.get("MemTotal"):
         raise ParseError("meminfo: no positive MemTotal line")
     return MemInfo(total_kb=values["MemTotal"], available_kb=values.get("MemAvailable"))

@@ -74,7 +74,11 @@ def decode_address(hex_address: str) -> str:
         raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     if len(raw) == 4:
         return str(ipaddress.IPv4Address(raw))
-    return str(ipaddress.IPv6Address(raw))
+    address = ipaddress.IPv6Address(raw)
+    # Python before 3.13 prints a mapped address in hex (::ffff:7f00:1).
+    if address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
 
 
 _ROW = re.compile(
@@ -91,8 +95,12 @@ def parse_net_table(
 
     Filtering while parsing matters: net/tcp holds the whole namespace's
     sockets, often thousands, of which a process owns a few. Rows that do not
-    match the documented layout raise ParseError, except the header line.
+    match the documented layout raise ParseError, except the header line, and
+    so does text whose last row has no newline: a row cut inside its inode
+    still matches, with a wrong inode.
     """
+    if text and not text.endswith("\n"):
+        raise ParseError(f"net/{protocol}: last row has no newline (read cut short)")
     rows = text.splitlines()[1:]
     matches = list(_ROW.finditer(text))
     if len(matches) != sum(1 for row in rows if row.strip()):
@@ -128,6 +136,6 @@ def socket_inode(link: str) -> Optional[int]:
     """Inode of an fd link target 'socket:[12345]', None for anything else."""
     if link.startswith("socket:[") and link.endswith("]"):
         number = link[8:-1]
-        if number.isdigit():
+        if number.isascii() and number.isdigit():
             return int(number)
     return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from memdoor.procfs.errors import ParseError
-from memdoor.procfs.maps import HEADER, Mapping, mapping_from_match
+from memdoor.procfs.maps import HEADER, Mapping, check_complete, mapping_from_match
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,10 @@ def parse_smaps(data: bytes) -> tuple[list[Mapping], MemoryRollup]:
     The common case pairs the n-th header with the n-th Rss line (two regex
     passes). If the counts differ (a truncated read, an odd kernel) each
     mapping's block is searched on its own, and a mapping without an Rss line
-    keeps rss_kb None rather than borrowing its neighbour's.
+    keeps rss_kb None rather than borrowing its neighbour's. A last line
+    without its newline is refused, as in parse_maps.
     """
+    check_complete(data, "smaps")
     headers = list(HEADER.finditer(data))
     if not headers and data.strip():
         raise ParseError("smaps: no mapping header found")

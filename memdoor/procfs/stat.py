@@ -33,8 +33,10 @@ def parse_stat(text: str) -> ProcStat:
     if open_paren < 1 or close_paren < open_paren:
         raise ParseError(f"stat: no '(comm)' in {text[:80]!r}")
     rest = text[close_paren + 1 :].split()
-    if len(rest) <= _STARTTIME:
-        raise ParseError(f"stat: {len(rest) + 2} fields, need at least {_STARTTIME + 3}")
+    # The field after starttime (vsize) must be there too: a read cut inside
+    # starttime would otherwise pass for a smaller, wrong start time.
+    if len(rest) <= _STARTTIME + 1:
+        raise ParseError(f"stat: {len(rest) + 2} fields, need at least {_STARTTIME + 4}")
     pid_text = text[:open_paren].strip()
     try:
         return ProcStat(

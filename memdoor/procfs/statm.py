@@ -10,8 +10,12 @@ from memdoor.procfs.errors import ParseError
 
 
 def parse_statm_resident_pages(text: str) -> int:
-    """Return the resident field (second column), in pages."""
+    """Return the resident field (second column), in pages.
+
+    The third field must follow, so that a read cut inside resident is refused
+    rather than taken for a smaller number.
+    """
     fields = text.split()
-    if len(fields) < 2 or not fields[1].isdigit():
-        raise ParseError(f"statm: expected at least 2 integer fields, got {text[:80]!r}")
+    if len(fields) < 3 or not (fields[1].isascii() and fields[1].isdigit()):
+        raise ParseError(f"statm: expected at least 3 integer fields, got {text[:80]!r}")
     return int(fields[1])

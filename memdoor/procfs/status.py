@@ -42,15 +42,26 @@ _KB_FIELDS = {
 }
 
 
+def _is_number(value: str) -> bool:
+    # str.isdigit() alone accepts digits such as '²' that int() refuses.
+    return value.isascii() and value.isdigit()
+
+
 def _kb(value: str, key: str) -> int:
     parts = value.split()
-    if len(parts) != 2 or parts[1] != "kB" or not parts[0].isdigit():
+    if len(parts) != 2 or parts[1] != "kB" or not _is_number(parts[0]):
         raise ParseError(f"status {key}: expected '<n> kB', got {value!r}")
     return int(parts[0])
 
 
 def parse_status(text: str) -> ProcStatus:
-    """Parse status text; a missing Name line means the file is not status at all."""
+    """Parse status text; a missing Name line means the file is not status at all.
+
+    The kernel ends every line with a newline. Text that does not was cut short,
+    and its last line could be a cut-off PPid or Name that still looks valid.
+    """
+    if text and not text.endswith("\n"):
+        raise ParseError("status: last line has no newline (read cut short)")
     values: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -74,6 +85,6 @@ def parse_status(text: str) -> ProcStatus:
 def _optional_int(value: Optional[str], key: str) -> Optional[int]:
     if value is None:
         return None
-    if not value.isdigit():
+    if not _is_number(value):
         raise ParseError(f"status {key}: expected an integer, got {value!r}")
     return int(value)

@@ -1,0 +1,242 @@
+"""The seed's text layout, checked against the example output in the seed's README.
+
+The README lines below are copied verbatim (trailing blanks included) from the
+seed tool's documentation, so existing readers of the report keep finding every
+column where they always did.
+"""
+
+from __future__ import annotations
+
+import calendar
+import sys
+import time
+from collections.abc import Iterator
+from typing import Callable
+
+import pytest
+
+from memdoor.collect.memory import MemoryFigures
+from memdoor.collect.oom import OomScores
+from memdoor.collect.reading import Unreadable
+from memdoor.procfs.maps import Mapping
+from memdoor.procfs.net import Socket
+from memdoor.render.seed_text import (
+    CONNECTION_HEADER,
+    MAPPING_HEADER,
+    below_threshold_report,
+    connection_line,
+    full_report,
+    mapping_line,
+    memory_section,
+    problem_section,
+    report_time,
+)
+from memdoor.snapshot import take_snapshot
+from tests.collect.trees import COMPLETE, MODERN
+
+SEED_MAPPING_HEADER = "START ADDRESS     SIZE                PERM  DEV    INODE      FILE PATH"
+SEED_MAPPING_LINES = [
+    "000055e87e594000  4               kB  r--p  00:2e  330129     /home/ericlee/oom",
+    "00007fda8ec5b000  67371008        kB  rw-p  00:00  0          ",
+    "00007fea9ee3c000  128             kB  r-xp  00:2e  318320     "
+    "/usr/lib/x86_64-linux-gnu/ld-2.31.so",
+    "ffffffffff600000  4               kB  --xp  00:00  0          [vsyscall]",
+]
+SEED_CONNECTION_HEADER = (
+    "PROT STATE        LOCAL ADDRESS         REMOTE ADDRESS        TX QUEUE    RX QUEUE    "
+)
+SEED_BELOW_THRESHOLD = (
+    "Report Time: Sun Apr 28 22:44:24 2024\n"
+    "##### PROCESS BASIC INFORMATION #####\n"
+    "PID: 8893\n"
+    "Executable Absolute Path: /home/ericlee/oom\n"
+    "\n"
+    "Process memory usage is not equal to or greater than input memory pressure threshold\n"
+    "\n"
+)
+SEED_MEMORY_LINES = [
+    "##### PROCESS MEMORY INFORMATION #####",
+    "Total System Memory: 6790004 kB",
+    "Process RSS Memory Usage: 3615104 kB",
+    "Process PSS Memory Usage: 3615100 kB",
+    "Process OOM Score: 1238",
+    "Process OOM Score Adjustment Value: 0",
+]
+# 2024-04-28 22:44:24, the README's first report, as UTC.
+SEED_EPOCH = calendar.timegm((2024, 4, 28, 22, 44, 24, 0, 0, 0))
+
+
+@pytest.fixture
+def timezone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Set TZ for the test; report times are local time, as ctime(3) printed them."""
+
+    def use(zone: str) -> None:
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+
+    try:
+        yield use
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def seed_mapping(line: str) -> Mapping:
+    """A Mapping that the seed would have printed as this line."""
+    start, size, _, perms, dev, inode, *path = line.split()
+    start_address = int(start, 16)
+    return Mapping(
+        start_address,
+        start_address + int(size) * 1024,
+        perms,
+        0,
+        dev,
+        int(inode),
+        " ".join(path),
+    )
+
+
+def test_headers_are_the_seeds() -> None:
+    assert MAPPING_HEADER == SEED_MAPPING_HEADER
+    assert CONNECTION_HEADER == SEED_CONNECTION_HEADER
+
+
+@pytest.mark.parametrize("line", SEED_MAPPING_LINES)
+def test_mapping_line_matches_the_seed_byte_for_byte(line: str) -> None:
+    assert mapping_line(seed_mapping(line)) == line
+
+
+def test_mapping_columns_start_under_their_headers() -> None:
+    """Each value starts where its header label does, in the seed's lines and in ours."""
+    labels = ["START ADDRESS", "SIZE", "PERM", "DEV", "INODE", "FILE PATH"]
+    starts = [MAPPING_HEADER.index(label) for label in labels]
+    ours = mapping_line(
+        Mapping(0x7F0000000000, 0x7F0000100000, "rw-p", 0, "fe:00", 123, "/usr/lib/x.so")
+    )
+    for line in [*SEED_MAPPING_LINES, ours]:
+        start, size, _, perms, dev, inode, *path = line.split()
+        for offset, value in zip(starts, [start, size, perms, dev, inode, " ".join(path)]):
+            assert line[offset : offset + len(value)] == value, (line, value)
+            assert offset == 0 or line[offset - 1] == " "
+
+
+def test_seed_heap_size_is_no_longer_garbage() -> None:
+    heap = Mapping(0x55E87FB51000, 0x55E8A3F67000, "rw-p", 0, "00:00", 0, "[heap]")
+    assert mapping_line(heap) == (
+        "000055e87fb51000  594008          kB  rw-p  00:00  0          [heap]"
+    )
+
+
+def test_connection_columns_start_under_their_headers() -> None:
+    label_starts = [
+        CONNECTION_HEADER.index(label)
+        for label in ("PROT", "STATE", "LOCAL ADDRESS", "REMOTE ADDRESS", "TX QUEUE", "RX QUEUE")
+    ]
+    sockets = [
+        Socket("tcp", 4, "ESTABLISHED", "255.255.255.255", 65535, "10.0.0.1", 80, 1, 2, 1),
+        Socket("udp", 6, "CLOSE", "::1", 57439, "::", 0, 0, 832, 2),
+        Socket("tcp", 4, "NEW_SYN_RECV", "127.0.0.1", 1, "127.0.0.1", 2, 12345678901, 0, 3),
+    ]
+    for sock in sockets:
+        line = connection_line(sock)
+        assert len(line) == len(CONNECTION_HEADER), line
+        values = [
+            sock.protocol.upper() + ("6" if sock.family == 6 else ""),
+            sock.state,
+            sock.local,
+            sock.remote,
+            str(sock.tx_queue),
+            str(sock.rx_queue),
+        ]
+        for start, value in zip(label_starts, values):
+            assert line[start : start + len(value)] == value, (line, value)
+            assert start == 0 or line[start - 1] == " "
+
+
+def test_connection_line_content() -> None:
+    sock = Socket("tcp", 6, "LISTEN", "::1", 57439, "::", 0, 0, 2, 11434)
+    assert connection_line(sock) == (
+        "TCP6 LISTEN       [::1]:57439           [::]:0                0           2           "
+    )
+
+
+def test_report_time_is_ctime_in_local_time(timezone: Callable[[str], None]) -> None:
+    timezone("UTC0")
+    assert report_time(SEED_EPOCH) == "Report Time: Sun Apr 28 22:44:24 2024"
+    # Day of month padded with a blank, as ctime(3) does.
+    first = calendar.timegm((2024, 4, 1, 9, 5, 3, 0, 0, 0))
+    assert report_time(first) == "Report Time: Mon Apr  1 09:05:03 2024"
+    timezone("XST-5:30")
+    assert report_time(SEED_EPOCH) == "Report Time: Mon Apr 29 04:14:24 2024"
+
+
+def test_below_threshold_report_is_the_seeds(timezone: Callable[[str], None]) -> None:
+    timezone("UTC0")
+    assert below_threshold_report(SEED_EPOCH, 8893, "/home/ericlee/oom") == SEED_BELOW_THRESHOLD
+
+
+def test_memory_section_keeps_the_seeds_lines_in_order() -> None:
+    memory = MemoryFigures(
+        mem_total_kb=6790004,
+        mem_available_kb=100,
+        rss_kb=3615104,
+        rss_anon_kb=None,
+        rss_file_kb=None,
+        rss_shmem_kb=None,
+        pss_kb=3615100,
+        uss_kb=None,
+        swap_kb=None,
+        page_tables_kb=None,
+        rollup_source="smaps_rollup",
+    )
+    lines = memory_section(memory, OomScores(1238, 0))
+    assert [line for line in lines if line in SEED_MEMORY_LINES] == SEED_MEMORY_LINES
+    assert "Process RSS Anonymous: unavailable" in lines
+    assert "Process Memory Usage Percentage: 53.24%" in lines
+
+
+def test_problem_lines() -> None:
+    problems = [Unreadable("/proc/5/smaps", "denied", "Permission denied")]
+    assert problem_section(problems)[1:] == ["/proc/5/smaps: denied (Permission denied)"]
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the tree was recorded little-endian")
+def test_full_report_of_the_recorded_process(timezone: Callable[[str], None]) -> None:
+    timezone("UTC0")
+    snapshot = take_snapshot(COMPLETE, proc=MODERN)
+    snapshot.taken_at = SEED_EPOCH
+    report = full_report(snapshot, "/usr/bin/sleep")
+    blocks = report.split("\n\n")
+    assert blocks[0].splitlines() == [
+        "Report Time: Sun Apr 28 22:44:24 2024",
+        "##### PROCESS BASIC INFORMATION #####",
+        f"PID: {COMPLETE}",
+        "Executable Absolute Path: /usr/bin/sleep",
+    ]
+    titles = [block.splitlines()[0] for block in blocks[1:] if block]
+    assert titles == [
+        "##### PROCESS MEMORY INFORMATION #####",
+        "##### PROCESS TREE INFORMATION #####",
+        "##### PROCESS MEMORY MAPPING INFORMATION #####",
+        "##### PROCESS NETWORK CONNECTION INFORMATION #####",
+    ]
+    assert report.endswith("\n\n")
+    mapping_block = blocks[3].splitlines()
+    assert mapping_block[1] == SEED_MAPPING_HEADER
+    assert mapping_block[2] == (
+        "000055d7e29f7000  8               kB  r--p  fe:00  260875     /usr/bin/sleep"
+    )
+    assert len(mapping_block) == 2 + 24
+    connection_block = blocks[4].splitlines()
+    assert connection_block[1] == SEED_CONNECTION_HEADER
+    assert len(connection_block) == 2 + 12
+    assert (
+        "TCP  LISTEN       127.0.0.1:36221       0.0.0.0:0             0           2           "
+        in connection_block
+    )
+    assert blocks[2].splitlines()[1:] == [
+        "PID       NAME",
+        "7340      sleep",
+        "7338      python",
+        "1         systemd",
+    ]
