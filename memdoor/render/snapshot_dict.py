@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import posixpath
 from typing import Any, Optional
 
 from memdoor.collect.cgroup import CgroupMemory
@@ -61,11 +62,23 @@ def _kb(value: Optional[int]) -> Optional[int]:
 
 
 def cgroup_path(cgroup: CgroupMemory, directory: Optional[str]) -> Optional[str]:
-    """A cgroup directory as the kernel log and /proc/PID/cgroup name it ("/a/b")."""
+    """A cgroup directory as the kernel log and /proc/PID/cgroup name it ("/a/b").
+
+    The directory is below the mount point; the name is below the hierarchy's
+    root, which differs when a container bind-mounts a subtree: the mount's own
+    name is the process's cgroup path minus its part below the mount point.
+    """
     if directory is None:
         return None
-    relative = os.path.relpath(directory, cgroup.cgroup.top)
-    return "/" if relative == "." else "/" + relative
+    own = cgroup.cgroup
+    own_relative = os.path.relpath(own.directory, own.top)
+    mount_name = own.path
+    if own_relative != "." and own.path.endswith("/" + own_relative):
+        mount_name = own.path[: -len(own_relative) - 1] or "/"
+    elif own_relative != ".":
+        mount_name = "/"
+    relative = os.path.relpath(directory, own.top)
+    return mount_name if relative == "." else posixpath.join(mount_name, relative)
 
 
 def cgroup_dict(cgroup: CgroupMemory) -> dict[str, Any]:
