@@ -129,7 +129,8 @@ def connection_dict(sock: Socket) -> dict[str, Any]:
 def snapshot_dict(
     snapshot: Snapshot, cmdline: Optional[list[str]] = None, with_lists: bool = True
 ) -> dict[str, Any]:
-    """Sections that were not collected are absent; sections that failed are null.
+    """Sections that were not asked for, or could not be read at all, are absent;
+    `problems` says which reads failed and why.
 
     cmdline overrides the process's own (redaction) without touching the snapshot.
     Without lists, mappings and connections are left for a summary to describe.
