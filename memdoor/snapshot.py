@@ -35,7 +35,6 @@ from memdoor.collect.tree import Ancestor, read_ancestry
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.meminfo import MemInfo
 from memdoor.procfs.net import Socket
-from memdoor.procfs.smaps import MemoryRollup
 from memdoor.procfs.status import ProcStatus
 
 SECTIONS = ("memory", "oom", "tree", "mappings", "connections")
@@ -99,14 +98,10 @@ def take_snapshot(
         return snapshot
     snapshot.identity = read_identity(pid, stat, problems, proc)
 
-    rollup: Union[tuple[MemoryRollup, str], Unreadable, None] = None
     if "mappings" in sections:
-        mappings, smaps_totals = read_mappings(pid, problems, proc)
-        snapshot.mappings = mappings
-        if smaps_totals is not None:
-            rollup = (smaps_totals, "smaps")
+        snapshot.mappings = read_mappings(pid, problems, proc)
     if "memory" in sections:
-        snapshot.memory = _read_memory(pid, rollup, problems, proc)
+        snapshot.memory = _read_memory(pid, problems, proc)
         if cgroups is not None:
             snapshot.cgroup = read_process_cgroup(pid, cgroups, problems, proc)
     if "oom" in sections:
@@ -120,12 +115,7 @@ def take_snapshot(
     return snapshot
 
 
-def _read_memory(
-    pid: int,
-    rollup: Union[tuple[MemoryRollup, str], Unreadable, None],
-    problems: list[Unreadable],
-    proc: str,
-) -> Optional[MemoryFigures]:
+def _read_memory(pid: int, problems: list[Unreadable], proc: str) -> Optional[MemoryFigures]:
     meminfo: Union[MemInfo, Unreadable] = read_meminfo(proc)
     if isinstance(meminfo, Unreadable):
         problems.append(meminfo)
@@ -133,8 +123,7 @@ def _read_memory(
     status: Union[ProcStatus, Unreadable] = read_status(pid, proc)
     if isinstance(status, Unreadable):
         problems.append(status)
-    if rollup is None:
-        rollup = read_rollup(pid, proc)
+    rollup = read_rollup(pid, proc)
     if isinstance(rollup, Unreadable):
         problems.append(rollup)
     return build_memory_figures(

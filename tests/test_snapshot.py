@@ -80,10 +80,11 @@ def test_complete_process() -> None:
     assert (snapshot.identity.name, snapshot.identity.exe) == ("sleep", "/usr/bin/sleep")
     memory = snapshot.memory
     assert memory is not None
-    # smaps was read for the mappings, so the totals are its sums, not smaps_rollup's.
-    assert (memory.rss_kb, memory.pss_kb, memory.uss_kb) == (1504, 299, 132)
+    # The totals come from smaps_rollup even though smaps was read for the
+    # mappings (its own sums, 299 kB PSS, differ: the files were read apart).
+    assert (memory.rss_kb, memory.pss_kb, memory.uss_kb) == (1504, 301, 132)
     assert (memory.rss_anon_kb, memory.page_tables_kb) == (96, 44)
-    assert memory.rollup_source == "smaps"
+    assert memory.rollup_source == "smaps_rollup"
     assert snapshot.oom is not None and (snapshot.oom.score, snapshot.oom.score_adj) == (866, 300)
     assert snapshot.tree == [Ancestor(PARENT, "python"), Ancestor(1, "systemd")]
     assert snapshot.mappings is not None and len(snapshot.mappings) == 24
@@ -135,7 +136,7 @@ def test_malformed_status() -> None:
     memory = snapshot.memory
     assert memory is not None
     assert (memory.rss_kb, memory.rss_anon_kb, memory.page_tables_kb) == (None, None, None)
-    assert memory.pss_kb == 299
+    assert memory.pss_kb == 301
     assert snapshot.mappings is not None and snapshot.oom is not None
 
 
@@ -143,8 +144,8 @@ def test_malformed_status() -> None:
     ("denied", "sections", "changed"),
     [
         ("{pid}/status", SECTIONS, {"memory"}),
-        # smaps feeds the mappings and the totals; maps and smaps_rollup stand in.
-        ("{pid}/smaps", SECTIONS, {"memory", "mappings"}),
+        # smaps feeds the mappings' resident sizes; maps stands in without them.
+        ("{pid}/smaps", SECTIONS, {"mappings"}),
         ("{pid}/smaps_rollup", ("memory",), {"memory"}),
         ("{pid}/oom_score", SECTIONS, {"oom"}),
         ("{pid}/exe", SECTIONS, {"process"}),

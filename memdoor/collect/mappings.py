@@ -1,46 +1,37 @@
-"""Memory mappings with their resident size, and the totals that come with them.
+"""Memory mappings with their resident size.
 
-smaps gives both the per-mapping Rss and, summed, everything smaps_rollup
-gives, so one read serves the mappings and the memory section. maps (no
-resident sizes) is the fallback when smaps fails for a reason other than the
-process being gone.
+smaps gives each mapping's Rss; maps (no resident sizes) is the fallback when
+smaps fails for a reason other than the process being gone.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional
 
 from memdoor.collect.reading import Unreadable, malformed, read_bytes
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.maps import Mapping, parse_maps
-from memdoor.procfs.smaps import MemoryRollup, parse_smaps
+from memdoor.procfs.smaps import parse_smaps
 
 
 def read_mappings(
     pid: int, problems: list[Unreadable], proc: str = "/proc"
-) -> tuple[Optional[list[Mapping]], Optional[MemoryRollup]]:
-    smaps_path = f"{proc}/{pid}/smaps"
-    data = read_bytes(smaps_path)
-    if not isinstance(data, Unreadable):
-        try:
-            mappings, rollup = parse_smaps(data)
-            return mappings, rollup
-        except ParseError as exc:
-            problems.append(malformed(smaps_path, str(exc)))
-    else:
-        problems.append(data)
-        if data.reason == "vanished":
-            return None, None
-    return _read_maps(f"{proc}/{pid}/maps", problems), None
+) -> Optional[list[Mapping]]:
+    smaps = _read(f"{proc}/{pid}/smaps", parse_smaps, problems)
+    if smaps is not None or (problems and problems[-1].reason == "vanished"):
+        return smaps
+    return _read(f"{proc}/{pid}/maps", parse_maps, problems)
 
 
-def _read_maps(path: str, problems: list[Unreadable]) -> Optional[list[Mapping]]:
-    data: Union[bytes, Unreadable] = read_bytes(path)
+def _read(
+    path: str, parse: Callable[[bytes], list[Mapping]], problems: list[Unreadable]
+) -> Optional[list[Mapping]]:
+    data = read_bytes(path)
     if isinstance(data, Unreadable):
         problems.append(data)
         return None
     try:
-        return parse_maps(data)
+        return parse(data)
     except ParseError as exc:
         problems.append(malformed(path, str(exc)))
         return None

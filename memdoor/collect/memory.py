@@ -13,7 +13,7 @@ from typing import Optional, Union
 from memdoor.collect.reading import Unreadable, malformed, read_bytes, read_text
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.meminfo import MemInfo, parse_meminfo
-from memdoor.procfs.smaps import MemoryRollup, parse_smaps, parse_smaps_rollup
+from memdoor.procfs.smaps import MemoryRollup, parse_smaps_rollup
 from memdoor.procfs.statm import parse_statm_resident_pages
 from memdoor.procfs.status import ProcStatus, parse_status
 
@@ -97,7 +97,7 @@ def read_rollup(pid: int, proc: str = "/proc") -> Union[tuple[MemoryRollup, str]
     if isinstance(data, Unreadable):
         return data
     try:
-        rollup = parse_smaps(data)[1] if source == "smaps" else parse_smaps_rollup(data)
+        rollup = parse_smaps_rollup(data)
     except ParseError as exc:
         return malformed(path, str(exc))
     return rollup, source

@@ -8,7 +8,8 @@ buffer (proc-costs.md: splitting 14 MB of smaps into lines alone costs 20 ms).
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Optional
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Optional
 
 from memdoor.procfs.errors import ParseError
 
@@ -31,11 +32,15 @@ class Mapping(NamedTuple):
         return (self.end - self.start) // 1024
 
 
-HEADER = re.compile(
-    rb"^([0-9a-f]+)-([0-9a-f]+) ([-rwxsp]{4}) ([0-9a-f]+) "
-    rb"([0-9a-f]+:[0-9a-f]+) (\d+)(?: +([^\n]*))?$",
-    re.M,
+# Every header is matched after a newline instead of with ^ and re.M: a pattern
+# that starts with a literal lets the regex engine jump between newlines in C,
+# about five times faster on a 14 MB smaps than trying ^ at every position.
+# Callers search b"\n" + data so the first line has its newline too.
+HEADER_BODY = (
+    rb"([0-9a-f]+)-([0-9a-f]+) ([-rwxsp]{4}) ([0-9a-f]+) "
+    rb"([0-9a-f]+:[0-9a-f]+) (\d+)(?: +([^\n]*))?(?=\n)"
 )
+HEADER = re.compile(rb"\n" + HEADER_BODY)
 
 
 def check_complete(data: bytes, what: str) -> None:
@@ -45,7 +50,11 @@ def check_complete(data: bytes, what: str) -> None:
 
 
 def mapping_from_match(match: re.Match[bytes], rss_kb: Optional[int] = None) -> Mapping:
-    start, end, perms, offset, dev, inode, path = match.groups()
+    return mapping_from_groups(match.groups()[:7], rss_kb)
+
+
+def mapping_from_groups(groups: Sequence[Any], rss_kb: Optional[int] = None) -> Mapping:
+    start, end, perms, offset, dev, inode, path = groups
     return Mapping(
         int(start, 16),
         int(end, 16),
@@ -67,7 +76,7 @@ def parse_maps(data: bytes) -> list[Mapping]:
     complete header, with a wrong inode or path.
     """
     check_complete(data, "maps")
-    mappings = [mapping_from_match(m) for m in HEADER.finditer(data)]
+    mappings = [mapping_from_groups(g) for g in HEADER.findall(b"\n" + data)]
     lines = data.count(b"\n")
     if len(mappings) != lines:
         raise ParseError(f"maps: {lines - len(mappings)} of {lines} lines are not mapping headers")

@@ -14,52 +14,49 @@ def recorded_maps() -> list[object]:
     return list(parse_maps(Path(f"{MODERN}/{COMPLETE}/maps").read_bytes()))
 
 
-def test_smaps_gives_mappings_with_rss_and_totals() -> None:
+def test_smaps_gives_mappings_with_rss() -> None:
     problems: list[Unreadable] = []
-    mappings, rollup = read_mappings(COMPLETE, problems, MODERN)
+    mappings = read_mappings(COMPLETE, problems, MODERN)
     assert problems == []
-    assert mappings is not None and rollup is not None
+    assert mappings is not None
     assert [m._replace(rss_kb=None) for m in mappings] == recorded_maps()
     assert all(m.rss_kb is not None for m in mappings)
-    assert (rollup.rss_kb, rollup.pss_kb) == (1504, 299)
+    assert sum(m.rss_kb or 0 for m in mappings) == 1504
 
 
 def test_old_kernel_smaps() -> None:
     problems: list[Unreadable] = []
-    mappings, rollup = read_mappings(COMPLETE, problems, OLD_KERNEL)
+    mappings = read_mappings(COMPLETE, problems, OLD_KERNEL)
     assert problems == []
     assert mappings is not None and len(mappings) == 24
-    assert rollup is not None and rollup.swap_pss_kb == 0
 
 
 def test_truncated_smaps_falls_back_to_maps() -> None:
     """A cut smaps is reported, and maps still gives every mapping, without resident sizes."""
     problems: list[Unreadable] = []
-    mappings, rollup = read_mappings(TRUNCATED_SMAPS, problems, MODERN)
+    mappings = read_mappings(TRUNCATED_SMAPS, problems, MODERN)
     assert [(p.what, p.reason) for p in problems] == [
         (f"{MODERN}/{TRUNCATED_SMAPS}/smaps", "malformed")
     ]
     assert mappings == recorded_maps()
-    assert rollup is None
 
 
 def test_denied_smaps_falls_back_to_maps(monkeypatch: pytest.MonkeyPatch) -> None:
     deny(monkeypatch, f"{MODERN}/{COMPLETE}/smaps")
     problems: list[Unreadable] = []
-    mappings, rollup = read_mappings(COMPLETE, problems, MODERN)
+    mappings = read_mappings(COMPLETE, problems, MODERN)
     assert [(p.what, p.reason) for p in problems] == [(f"{MODERN}/{COMPLETE}/smaps", "denied")]
     assert mappings == recorded_maps()
-    assert rollup is None
 
 
 def test_both_denied(monkeypatch: pytest.MonkeyPatch) -> None:
     deny(monkeypatch, f"{MODERN}/{COMPLETE}/smaps", f"{MODERN}/{COMPLETE}/maps")
     problems: list[Unreadable] = []
-    assert read_mappings(COMPLETE, problems, MODERN) == (None, None)
+    assert read_mappings(COMPLETE, problems, MODERN) is None
     assert [p.reason for p in problems] == ["denied", "denied"]
 
 
 def test_vanished_process_does_not_try_maps() -> None:
     problems: list[Unreadable] = []
-    assert read_mappings(MISSING, problems, MODERN) == (None, None)
+    assert read_mappings(MISSING, problems, MODERN) is None
     assert [(p.what, p.reason) for p in problems] == [(f"{MODERN}/{MISSING}/smaps", "vanished")]

@@ -67,7 +67,8 @@ def test_rollup_before_5_5_has_no_pss_split() -> None:
 
 
 def test_smaps_gives_the_maps_mappings_with_their_rss() -> None:
-    mappings, totals = parse_smaps(recorded_bytes("smaps"))
+    mappings = parse_smaps(recorded_bytes("smaps"))
+    totals = parse_smaps_rollup(recorded_bytes("smaps"))
     bare = parse_maps(recorded_bytes("maps"))
     assert [m._replace(rss_kb=None) for m in mappings] == bare
     assert [m.rss_kb for m in mappings[:3]] == [8, 20, 8]
@@ -77,7 +78,8 @@ def test_smaps_gives_the_maps_mappings_with_their_rss() -> None:
 
 def test_old_kernel_smaps_without_newer_fields() -> None:
     # No Pss_Dirty, SwapPss or Private_Hugetlb: the optional totals default to 0.
-    mappings, totals = parse_smaps(recorded_bytes("smaps_pre"))
+    mappings = parse_smaps(recorded_bytes("smaps_pre"))
+    totals = parse_smaps_rollup(recorded_bytes("smaps_pre"))
     assert len(mappings) == 24
     assert totals == SMAPS_TOTALS
 
@@ -88,14 +90,14 @@ def test_a_mapping_without_rss_does_not_borrow_its_neighbours() -> None:
     second_header_end = data.index(b"\n", second_header_at) + 1
     third_header_at = len(_blocks(data, 2))
     # The second mapping keeps its header but loses every field line.
-    mappings, _ = parse_smaps(data[:second_header_end] + data[third_header_at:])
+    mappings = parse_smaps(data[:second_header_end] + data[third_header_at:])
     assert len(mappings) == 24
     assert mappings[1].rss_kb is None
     assert [m.rss_kb for m in mappings[:3]] == [8, None, 8]
 
 
 def test_empty() -> None:
-    assert parse_smaps(b"") == ([], MemoryRollup(0, 0, 0, 0, 0, 0, 0, 0, 0))
+    assert parse_smaps(b"") == []
 
 
 @pytest.mark.parametrize("data", [b"garbage\n", b"Rss:   4 kB\nPss:   4 kB\n"])
@@ -112,19 +114,19 @@ def test_rollup_missing_fields(data: bytes) -> None:
 
 def test_every_cut_gives_parse_error_or_a_true_prefix() -> None:
     sample = _blocks(recorded_bytes("smaps"), 3)
-    full_mappings, full_totals = parse_smaps(sample)
+    full_mappings = parse_smaps(sample)
+    full_totals = dataclasses.asdict(parse_smaps_rollup(sample))
     for data in prefixes(sample):
-        parsed = value_or_parse_error(parse_smaps, data)
-        if parsed is None:
-            continue
-        mappings, totals = parsed
         where = repr(data[-60:])
-        assert len(mappings) <= len(full_mappings), where
-        for got, want in zip(mappings, full_mappings):
-            assert got in (want, want._replace(rss_kb=None)), where
-        for key, value in dataclasses.asdict(totals).items():
-            full = dataclasses.asdict(full_totals)[key]
-            assert value is None or 0 <= value <= full, (key, where)
+        mappings = value_or_parse_error(parse_smaps, data)
+        if mappings is not None:
+            assert len(mappings) <= len(full_mappings), where
+            for got, want in zip(mappings, full_mappings):
+                assert got in (want, want._replace(rss_kb=None)), where
+        totals = value_or_parse_error(parse_smaps_rollup, data)
+        if totals is not None:
+            for key, value in dataclasses.asdict(totals).items():
+                assert value is None or 0 <= value <= full_totals[key], (key, where)
 
 
 def test_every_cut_of_the_rollup_gives_parse_error_or_true_fields() -> None:
