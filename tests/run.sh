@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(iproute2 systemd python3-venv procps util-linux)
+DEBIAN_PACKAGES=(iproute2 systemd python3 python3-venv procps util-linux mount)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
