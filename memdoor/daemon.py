@@ -174,6 +174,8 @@ class Daemon:
             self.notifier.ready(self.status_line())
             return
         if new_config.sinks != self.config.sinks:
+            if self.dispatcher.journald is not None:
+                self.dispatcher.journald.close()
             self.dispatcher = build_dispatcher(new_config)
             self.log = self._logger_for(self.dispatcher)
             for _target, supervisor, _task in self.supervisors.values():

@@ -128,7 +128,8 @@ class TargetSupervisor:
 
     def stale(self, now: float, allowance: float) -> bool:
         """True when this supervisor or one of its watchers stopped making progress."""
-        limit = 2 * self.state.target.interval + allowance
+        # A watcher far below its threshold legitimately sleeps two intervals.
+        limit = 3 * self.state.target.interval + allowance
         if now - self.last_progress > limit:
             return True
         return any(
