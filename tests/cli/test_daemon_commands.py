@@ -1,0 +1,63 @@
+"""`memdoor run`, `check-config` and `demo` through main(argv), as a user types them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memdoor.cli.main import main
+from memdoor.config import load_config
+from tests.record_schema import validate_record
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "memdoor" / "example.toml"
+
+
+def test_run_without_config_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "--config" in err and "usage:" in err
+
+
+def test_check_config_prints_the_effective_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    rendered = capsys.readouterr().out
+    assert "[daemon]" in rendered and 'name = "cron"' in rendered
+    again = tmp_path / "again.toml"
+    again.write_text(rendered)
+    assert load_config(again) == load_config(EXAMPLE)
+
+
+def test_check_config_of_a_bad_file_exits_78_with_key_and_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[target]]\nname = "x"\nexe = "relative/path"\n')
+    assert main(["check-config", str(bad)]) == 78
+    captured = capsys.readouterr()
+    assert f"{bad}: target[0]" in captured.err and "exe" in captured.err
+    record = json.loads(captured.out)
+    validate_record(record)
+    assert record["event"] == "config_invalid" and record["errors"][0]["key"].endswith(".exe")
+
+
+def test_demo_shows_records_within_seconds() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "memdoor", "demo", "--seconds", "2.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    for record in records:
+        validate_record(record)
+    events = [r["event"] for r in records]
+    assert events[0] == "daemon_started" and events[-1] == "daemon_stopping"
+    assert "target_found" in events and "threshold_crossed" in events
+    assert "Traceback" not in result.stderr
