@@ -98,8 +98,8 @@ def test_unit_has_the_contract_the_daemon_relies_on() -> None:
         "Restart": ["on-failure"],
         "RestartPreventExitStatus": ["78"],
         "DynamicUser": ["yes"],
-        "CapabilityBoundingSet": ["CAP_SYS_PTRACE CAP_DAC_READ_SEARCH"],
-        "AmbientCapabilities": ["CAP_SYS_PTRACE CAP_DAC_READ_SEARCH"],
+        "CapabilityBoundingSet": ["CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_SYSLOG"],
+        "AmbientCapabilities": ["CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_SYSLOG"],
         "NoNewPrivileges": ["yes"],
         "ProtectSystem": ["strict"],
         "PrivateNetwork": ["yes"],
@@ -110,6 +110,23 @@ def test_unit_has_the_contract_the_daemon_relies_on() -> None:
     assert {key: directives.get(key) for key in expected} == expected
     # /proc/meminfo, /proc/pressure and /proc/vmstat must stay visible.
     assert directives.get("ProcSubset", ["all"]) == ["all"]
+
+
+def test_unit_lets_memdoor_read_the_kernel_log_and_nothing_more_of_it() -> None:
+    """The OOM killer's report in /dev/kmsg is the evidence that outlives a unit's cgroup
+    (see the unit's CAP_SYSLOG comment): ProtectKernelLogs= would hide it, PrivateDevices=
+    leaves it out unless bound in, DevicePolicy=closed refuses it unless allowed."""
+    directives = _directives(UNIT_FILE.read_text())
+    kernel_log = {
+        "ProtectKernelLogs": None,
+        "PrivateDevices": ["yes"],
+        "BindReadOnlyPaths": ["-/dev/kmsg"],
+        "BindPaths": None,
+        "DevicePolicy": ["closed"],
+        "DeviceAllow": ["/dev/kmsg r"],
+        "InaccessiblePaths": ["-/proc/kmsg -/proc/kallsyms"],
+    }
+    assert {key: directives.get(key) for key in kernel_log} == kernel_log
 
 
 def test_security_exposure_is_at_most_1_5() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.system.container import Container, booted_container, missing_requirements
+from tests.system.memdoor_units import install_memdoor
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +26,14 @@ def container() -> Iterator[Container]:
         pytest.skip(reason)
     with booted_container() as booted:
         yield booted
+
+
+@pytest.fixture(scope="module")
+def installed(container: Container) -> Container:
+    """The module's container with memdoor installed the documented way (once per module:
+    a pip install costs seconds)."""
+    install_memdoor(container)
+    return container
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Run as memdoor@probe: the shipped unit's sandbox, with ExecStart= swapped for this script.
 
 It does, with the installed interpreter and libraries, the things the daemon does (pydantic
-validation, every /proc and cgroup read, a PSI trigger, memfd + SCM_RIGHTS to journald,
-sd_notify) and the things the sandbox must forbid, and prints one JSON line of outcomes, so
-the test can tell a hardening directive that breaks memdoor from one that does nothing.
+validation, every /proc and cgroup read, the kernel log, a PSI trigger, memfd + SCM_RIGHTS to
+journald, sd_notify) and the things the sandbox must forbid, and prints one JSON line of
+outcomes, so the test can tell a hardening directive that breaks memdoor from one that does nothing.
 Deliberately self-contained (stdlib + pydantic + sdnotify): it checks the sandbox, not the
 daemon's code.
 """
@@ -45,6 +45,36 @@ def read(path: str) -> Callable[[], bytes]:
             return handle.read()
 
     return action
+
+
+def first_record(path: str) -> Callable[[], bytes]:
+    """One non-blocking read of a kernel log device (reading to the end would wait for new
+    records forever); a record's shape shows it is the real device, not a stand-in."""
+
+    def action() -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            record = os.read(fd, 16384)
+        finally:
+            os.close(fd)
+        if b";" not in record:
+            raise OSError(errno.ENODATA, f"not a kernel log record: {record[:60]!r}")
+        return record
+
+    return action
+
+
+def emptiness(path: str) -> str:
+    """ "empty" for a file the sandbox replaced with an empty one; "readable" for the real
+    thing (one non-blocking read, which on /proc/kmsg would consume a record)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            return "empty" if os.read(fd, 4096) == b"" else "readable"
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc))
 
 
 def read_fd_links(pid: str) -> list[str]:
@@ -91,7 +121,9 @@ def main() -> None:
         "pydantic": "ok" if validated.threshold == 50 else "wrong",
         "write_etc": outcome(lambda: os.mkdir("/etc/memdoor-probe")),
         "inet": outcome(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()),
-        "kmsg": outcome(read("/dev/kmsg")),
+        "kmsg": outcome(first_record("/dev/kmsg")),
+        "proc_kmsg": emptiness("/proc/kmsg"),
+        "kallsyms": emptiness("/proc/kallsyms"),
         "wx_mapping": outcome(writable_executable_mapping),
         "psi_trigger": outcome(psi_trigger),
         "journal_memfd": outcome(lambda: journal_via_memfd(marker)),
