@@ -47,6 +47,7 @@ EX_CONFIG = 78
 Section = Literal["memory", "oom", "tree", "mappings", "connections"]
 ThresholdBase = Literal["system", "cgroup"]
 Detail = Literal["summary", "full"]
+RecordFormat = Literal["memdoor", "ecs"]
 ALL_SECTIONS: tuple[Section, ...] = ("memory", "oom", "tree", "mappings", "connections")
 SELECTOR_KEYS = ("pid", "pidfile", "exe")
 # Target keys that fall back to the [daemon] key of the same name.
@@ -188,11 +189,13 @@ class DaemonConfig(_Model):
 
 class StdoutSink(_Model):
     enabled: bool = True
+    format: RecordFormat = "memdoor"
 
 
 class JournaldSink(_Model):
     enabled: JournaldEnabled = "auto"
     socket: AbsolutePath = "/run/systemd/journal/socket"
+    format: RecordFormat = "memdoor"
 
 
 class SinksConfig(_Model):

@@ -44,7 +44,11 @@ def build_dispatcher(config: Config) -> Dispatcher:
     stdout_wanted = config.sinks.stdout.enabled and not (
         journald is not None and stdout_is_journal_stream()
     )
-    return Dispatcher(StdoutSink() if stdout_wanted else None, journald)
+    return Dispatcher(
+        StdoutSink() if stdout_wanted else None,
+        journald,
+        {"stdout": config.sinks.stdout.format, "journald": config.sinks.journald.format},
+    )
 
 
 class Daemon:

@@ -540,8 +540,12 @@ def test_render_effective_fills_in_defaults(config_dir: Path) -> None:
         "redact_cmdline": False,
     }
     assert raw["sinks"] == {
-        "stdout": {"enabled": True},
-        "journald": {"enabled": "auto", "socket": "/run/systemd/journal/socket"},
+        "stdout": {"enabled": True, "format": "memdoor"},
+        "journald": {
+            "enabled": "auto",
+            "socket": "/run/systemd/journal/socket",
+            "format": "memdoor",
+        },
     }
     assert raw["target"] == [{"name": "app", "exe": "/usr/bin/app"}]
     assert "# threshold = 50  (from daemon.threshold)" in rendered.splitlines()

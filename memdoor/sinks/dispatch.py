@@ -9,9 +9,13 @@ closed pipe does not reopen.
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
 import sys
 from typing import Any, Callable, Optional
 
+from memdoor.config import RecordFormat
+from memdoor.render.ecs import to_ecs
 from memdoor.sinks.journal_fields import journal_fields
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink
@@ -20,9 +24,18 @@ FailureReporter = Callable[[str, str], None]
 
 
 class Dispatcher:
-    def __init__(self, stdout: Optional[StdoutSink], journald: Optional[JournaldSender]) -> None:
+    def __init__(
+        self,
+        stdout: Optional[StdoutSink],
+        journald: Optional[JournaldSender],
+        formats: Optional[dict[str, RecordFormat]] = None,
+    ) -> None:
         self.stdout = stdout
         self.journald = journald
+        # Per sink: "memdoor" writes the record as rendered, "ecs" as an Elastic
+        # Common Schema document. The journal's indexed fields stay memdoor's.
+        self.formats: dict[str, RecordFormat] = formats or {}
+        self.host_name = socket.gethostname()
         self.records = 0
         self.failing: set[str] = set()
         self.on_failure: Optional[FailureReporter] = None
@@ -33,14 +46,24 @@ class Dispatcher:
 
     def emit(self, line: str, record: dict[str, Any]) -> None:
         self.records += 1
+        rendered: dict[RecordFormat, str] = {"memdoor": line}
+
+        def line_for(sink: str) -> str:
+            """Render the ECS form at most once per record, and only if a sink wants it."""
+            wanted = self.formats.get(sink, "memdoor")
+            if wanted not in rendered:
+                document = to_ecs(record, self.host_name)
+                rendered[wanted] = json.dumps(document, separators=(",", ":"), default=str)
+            return rendered[wanted]
+
         if self.stdout is not None and "stdout" not in self.failing:
             try:
-                self.stdout.write(line)
+                self.stdout.write(line_for("stdout"))
             except (OSError, ValueError) as exc:
                 # ValueError: write to a closed file object.
                 self._failed("stdout", str(exc))
         if self.journald is not None:
-            outcome = self.journald.send(journal_fields(record, line))
+            outcome = self.journald.send(journal_fields(record, line_for("journald")))
             if outcome.status in ("sent", "sent_via_memfd"):
                 self.failing.discard("journald")
             elif outcome.status == "dropped_busy":

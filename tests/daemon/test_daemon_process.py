@@ -268,3 +268,17 @@ def test_closed_stdout_is_reported_once_and_the_daemon_goes_on(tmp_path, daemons
     finally:
         os.close(write_end)
         receiver.close()
+
+
+def test_ecs_format_on_stdout(tmp_path, daemons, spawn_workload):
+    workload = spawn_workload("--touch-mb", "8")
+    config = write_config(
+        tmp_path / "a.toml",
+        '[sinks.stdout]\nformat = "ecs"\n' + target_toml("app", workload.pid, threshold=99),
+    )
+    daemon = daemons(config)
+    found = daemon.wait_record(lambda r: r.get("event", {}).get("action") == "target_found")
+    assert daemon.stop() == 0
+    assert found["memdoor"]["target"] == "app" and found["process"]["pid"] == workload.pid
+    assert found["ecs"]["version"] and found["host"]["name"] == socket.gethostname()
+    assert found["@timestamp"].endswith("Z") and found["log"]["level"] == "info"

@@ -1,0 +1,154 @@
+"""A memdoor record as an Elastic Common Schema document, for Elastic's own views.
+
+Kibana's Discover, Logs and SIEM apps key on ECS fields (`event.*`, `process.*`,
+`host.name`); a record in that shape lands next to Beats and Agent data and is
+found by the same queries. Everything of memdoor's own lives under the single
+`memdoor.` namespace, so no figure can collide with a field ECS defines now or
+later, and one index template covers it. There is no `service.name`: ECS means
+the service the data is collected from, the watched target, which memdoor knows
+only as a configured name (`memdoor.target`); "memdoor" there would mislabel
+every target's data.
+
+Why not Elastic's `ecs-logging` package: its StructlogFormatter renders a structlog
+event dict, not a finished record. It turns structlog's `event` key into
+`message` (overwriting ours), leaves every other key at the top level, stamps
+`@timestamp` with the formatting time when absent, defaults `ecs.version` to 1.6.0
+and returns a string. Mapping our record onto ECS is the whole job here, and it
+would do none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from memdoor.sinks.message_ids import MESSAGE_IDS
+
+# The newest ECS release (v9.4.0); every field used here is unchanged since 8.x.
+ECS_VERSION = "9.4.0"
+DATASET = "memdoor.record"
+MODULE = "memdoor"
+NAMESPACE = "memdoor"
+# The record keys that become ECS fields outright; the rest stays under memdoor.*,
+# so that namespace is the record schema less exactly these.
+MOVED_KEYS = ("timestamp", "level", "event", "message")
+
+
+@dataclass(frozen=True)
+class Categorization:
+    """ECS's four categorization fields, chosen from its allowed values."""
+
+    kind: str
+    category: tuple[str, ...]
+    type: tuple[str, ...]
+    outcome: Optional[str] = None
+
+
+_PROCESS_INFO = Categorization("event", ("process",), ("info",))
+# ECS expects access/change/end/info/start with category "process", not "error";
+# a failure is said by the outcome.
+_FAILURE = Categorization("event", ("process",), ("info",), "failure")
+
+# kind "alert": memdoor's threshold is a detection rule run outside the Elastic
+# Stack, which is what ECS reserves "alert" for; an OOM kill is the notable event
+# itself. Snapshots and samples are measurements at a point in time: "metric".
+CATEGORIZATION: dict[str, Categorization] = {
+    "daemon_started": Categorization("event", ("process",), ("start",)),
+    "daemon_stopping": Categorization("event", ("process",), ("end",)),
+    "config_reloaded": Categorization("event", ("configuration",), ("change",)),
+    "config_invalid": Categorization("event", ("configuration",), ("info",), "failure"),
+    "target_waiting": _PROCESS_INFO,
+    "target_unresolved": _PROCESS_INFO,
+    "target_found": _PROCESS_INFO,
+    "threshold_crossed": Categorization("alert", ("process",), ("change",)),
+    "snapshot": Categorization("metric", ("process",), ("info",)),
+    "sample": Categorization("metric", ("process",), ("info",)),
+    "back_below": Categorization("event", ("process",), ("change",)),
+    "count_reached": _PROCESS_INFO,
+    "target_gone": Categorization("event", ("process",), ("end",)),
+    "watcher_failed": _FAILURE,
+    "sink_failed": _FAILURE,
+    "notify_failed": _FAILURE,
+    "oom_killed": Categorization("alert", ("process",), ("end",)),
+    "oom_kill_nearby": Categorization("alert", ("process",), ("info",)),
+    "threshold_fallback": _PROCESS_INFO,
+}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _event(action: str) -> dict[str, Any]:
+    categorization = CATEGORIZATION.get(action, _PROCESS_INFO)
+    event: dict[str, Any] = {
+        "kind": categorization.kind,
+        "category": list(categorization.category),
+        "type": list(categorization.type),
+        "action": action,
+        "dataset": DATASET,
+        "module": MODULE,
+    }
+    if action in MESSAGE_IDS:
+        # The journal's MESSAGE_ID: stable per event, what ECS means by an event code.
+        event["code"] = MESSAGE_IDS[action]
+    if categorization.outcome is not None:
+        event["outcome"] = categorization.outcome
+    return event
+
+
+def _parent(identity: Mapping[str, Any], tree: Any) -> dict[str, Any]:
+    ppid = identity.get("ppid")
+    if ppid is None:
+        return {}
+    parent: dict[str, Any] = {"pid": ppid}
+    if isinstance(tree, list) and tree and _mapping(tree[0]).get("pid") == ppid:
+        parent["name"] = tree[0]["name"]
+    return {"parent": parent}
+
+
+def _process(record: Mapping[str, Any]) -> dict[str, Any]:
+    """ECS process.* for the process the record is about; nulls are left out."""
+    identity = _mapping(record.get("process"))
+    pid = identity.get("pid", record.get("pid"))
+    if pid is None:
+        return {}
+    process: dict[str, Any] = {"pid": pid}
+    if identity.get("name") is not None:
+        process["name"] = identity["name"]
+    if identity.get("exe") is not None:
+        process["executable"] = identity["exe"]
+    args = identity.get("cmdline")
+    if args:
+        process["args"] = list(args)
+        process["args_count"] = len(args)
+        # ECS joins with spaces, unquoted; the exact argv is process.args.
+        process["command_line"] = " ".join(args)
+    if identity.get("started_at") is not None:
+        process["start"] = identity["started_at"]
+    killed_at = _mapping(record.get("kill")).get("killed_at")
+    if record.get("event") == "oom_killed" and killed_at is not None:
+        # On oom_kill_nearby the kill is another process's; only here is it this one's end.
+        process["end"] = killed_at
+    # oom_killed carries the tree only inside the snapshot it kept from before the kill.
+    tree = record.get("tree") or _mapping(record.get("last_snapshot")).get("tree")
+    process.update(_parent(identity, tree))
+    return {"process": process}
+
+
+def to_ecs(record: Mapping[str, Any], host_name: str) -> dict[str, Any]:
+    """The ECS document for one record. Pure: the record is not modified, but nested
+    values under memdoor.* are shared with it, not copied."""
+    action = str(record["event"])
+    document: dict[str, Any] = {
+        "@timestamp": record["timestamp"],
+        "message": record.get("message") or action,
+        "log": {"level": record["level"]},
+        "ecs": {"version": ECS_VERSION},
+        "event": _event(action),
+        "host": {"name": host_name},
+    }
+    document.update(_process(record))
+    document[NAMESPACE] = {k: v for k, v in record.items() if k not in MOVED_KEYS}
+    return document
