@@ -5,13 +5,19 @@ its victim with pid, figures and cgroup), and the victim's cgroup OOM counter
 (v2 memory.events oom_kill, v1 memory.oom_control oom_kill). kmsg is the only
 one that names the pid; a counter that rose while the process died is strong
 evidence but not proof, and the record says which source told.
+
+The kernel log is also the only source that outlives the victim's cgroup: a
+service manager removes a unit's cgroup about a millisecond after its last
+process died (measured with systemd 252 on cgroup v1, where the v1 counter goes
+with the directory, even for a reader holding the file open), long before the
+watcher's next tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
 from memdoor.collect.kmsg import KmsgReader
@@ -24,6 +30,30 @@ from memdoor.render.snapshot_dict import rfc3339
 REPORT_RETENTION_SECONDS = 600.0
 
 Listener = Callable[[OomKillReport], None]
+
+# The inode number of /proc/PID/ns/pid for the initial pid namespace
+# (PROC_PID_INIT_INO), fixed since Linux 3.8.
+INITIAL_PID_NAMESPACE_INODE = 0xEFFFFFFC
+
+
+def in_initial_pid_namespace() -> bool:
+    """Whether our pids are the ones the kernel log prints.
+
+    The OOM killer names its victim by its pid in the initial pid namespace, so
+    in a container (a systemd in its own pid namespace, as in tests/system) the
+    watched process has another pid there. When this cannot be told, pids are
+    trusted, which is right on every host without pid namespaces.
+    """
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino == INITIAL_PID_NAMESPACE_INODE
+    except OSError:
+        return True
+
+
+def same_cgroup(kernel_path: str, our_path: str) -> bool:
+    """The kernel prints a cgroup from its hierarchy's root; /proc/PID/cgroup inside a
+    cgroup namespace shows the part below the namespace's root, i.e. the tail."""
+    return kernel_path == our_path or (our_path != "/" and kernel_path.endswith(our_path))
 
 
 def monotonic_usec() -> int:
@@ -55,6 +85,7 @@ class KernelLog:
         self.reader: Union[KmsgReader, Unreadable, None] = None
         self.reports: dict[int, tuple[OomKillReport, float]] = {}
         self.listeners: list[Listener] = []
+        self.pids_are_ours = in_initial_pid_namespace()
 
     @property
     def unavailable(self) -> Optional[Unreadable]:
@@ -93,20 +124,39 @@ class KernelLog:
             if now - kept[1] < REPORT_RETENTION_SECONDS
         }
 
-    def kill_of(self, pid: int, started_usec: int) -> Optional[OomKillReport]:
-        """The kill report of this pid, if the kill came after the process started.
+    def kill_of(
+        self, pid: int, started_usec: int, name: str, cgroup_path: Optional[str]
+    ) -> Optional[OomKillReport]:
+        """The kill report of this process, if the kill came after the process started.
 
         Comparing with the start time keeps a report about an earlier process that
-        had the same pid from being pinned on this one.
+        had the same pid from being pinned on this one. Outside the initial pid
+        namespace the report's pid is not ours, so the kill is matched by the
+        process's name (the kernel's comm, as the log prints it) and memory cgroup
+        instead, and taken out of the kept reports so that another watched process
+        of the same name in the same cgroup is not given the same kill. Without
+        the constraint line (rate-limited with the OOM header) the log does not
+        name the cgroup, and such a kill cannot be matched there.
         """
         self.drain()
-        kept = self.reports.get(pid)
-        if kept is None or not kept[0].killed or kept[0].usec_since_boot < started_usec:
+        if self.pids_are_ours:
+            kept = self.reports.get(pid)
+            if kept is None or not kept[0].killed or kept[0].usec_since_boot < started_usec:
+                return None
+            return kept[0]
+        if cgroup_path is None:
             return None
-        return kept[0]
-
-    def recent_kills(self) -> Iterator[OomKillReport]:
-        return (report for report, _seen in self.reports.values() if report.killed)
+        for victim, (report, _seen) in self.reports.items():
+            if (
+                report.killed
+                and report.name == name
+                and report.usec_since_boot >= started_usec
+                and report.task_memcg is not None
+                and same_cgroup(report.task_memcg, cgroup_path)
+            ):
+                del self.reports[victim]
+                return report
+        return None
 
 
 # What the kernel log says about the victim, copied into the record as is.

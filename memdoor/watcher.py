@@ -36,6 +36,7 @@ from memdoor.config import ResolvedTarget
 from memdoor.messages import human_kb, usage_line
 from memdoor.oom_evidence import KernelLog, boottime_offset_usec, kill_dict, wall_time_of
 from memdoor.pressure import PressureHub
+from memdoor.procfs.kmsg import OomKillReport
 from memdoor.render.bounded import snapshot_fields
 from memdoor.render.snapshot_dict import cgroup_dict, cgroup_path, memory_dict, process_dict
 from memdoor.render.summary import connection_signature, mapping_signature
@@ -149,6 +150,7 @@ class ProcessWatcher:
         self._current_kb = 0
         self._kept_kb = 0
         self._fallback_reported = False
+        self._kill: Optional[OomKillReport] = None
 
     @property
     def target(self) -> ResolvedTarget:
@@ -320,11 +322,41 @@ class ProcessWatcher:
             return None
         if snapshot.identity is None:
             return None
-        self.last_snapshot = snapshot
-        self._kept_kb = self._current_kb
-        if snapshot.cgroup is not None and self.cgroup is not None:
+        ended_during = self._ended_during(snapshot)
+        if self.last_snapshot is None or not ended_during:
+            self.last_snapshot = snapshot
+            self._kept_kb = self._current_kb
+        if not ended_during and snapshot.cgroup is not None and self.cgroup is not None:
             self.cgroup.oom_kills = snapshot.cgroup.oom_counters.get("oom_kill")
         return snapshot
+
+    def _ended_during(self, snapshot: Snapshot) -> bool:
+        """Whether the process was OOM-killed or exited before this snapshot's reads were done.
+
+        Reads that overlap the exit come back torn (no VmRSS once the mm is gone, the
+        root cgroup, smaps cut short, the OOM counter already raised), so such a
+        snapshot must not displace the complete one before it as the evidence, nor
+        the counter oom_killed compares with. The kernel logs an OOM kill before the
+        victim starts to exit, so a report already in the log means they may overlap.
+        """
+        if snapshot.gone:
+            return True
+        # Outside the initial pid namespace a kill is matched by name and cgroup,
+        # which while the process lives could claim a same-named sibling's kill.
+        return self.services.kernel_log.pids_are_ours and self._kill_report() is not None
+
+    def _kill_report(self) -> Optional[OomKillReport]:
+        """This process's OOM kill in the kernel log, once it is there. Remembered: outside
+        the initial pid namespace the kernel log hands each report out only once."""
+        if self._kill is None:
+            started_usec = (
+                self.identity.start_ticks * 1_000_000 // CLOCK_TICKS - boottime_offset_usec()
+            )
+            cgroup_path = self.cgroup.cgroup.path if self.cgroup else None
+            self._kill = self.services.kernel_log.kill_of(
+                self.pid, started_usec, self.identity.name, cgroup_path
+            )
+        return self._kill
 
     async def _keep_fresh(self, ratio: float) -> None:
         last = self.last_snapshot
@@ -431,8 +463,7 @@ class ProcessWatcher:
         )
 
     def _report_oom_kill(self) -> bool:
-        started_usec = self.identity.start_ticks * 1_000_000 // CLOCK_TICKS - boottime_offset_usec()
-        report = self.services.kernel_log.kill_of(self.pid, started_usec)
+        report = self._kill_report()
         before = self.cgroup.oom_kills if self.cgroup else None
         after = self.cgroup.read_oom_kills() if self.cgroup else None
         kill = kill_dict(

@@ -13,9 +13,10 @@ import pytest
 
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.config import ResolvedTarget
+from memdoor.oom_evidence import KernelLog, monotonic_usec
+from memdoor.procfs.kmsg import OomKillReport
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
-from memdoor.oom_evidence import KernelLog
 from memdoor.watcher import ProcessWatcher, Services, TargetState
 
 
@@ -165,3 +166,27 @@ def test_stale_watcher_makes_the_supervisor_stale(spawn_workload) -> None:
 
     fresh, stale = asyncio.run(scenario())
     assert fresh is False and stale is True
+
+
+def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workload) -> None:
+    """Once the kernel log holds the process's kill, a later snapshot may overlap its
+    exit: the complete snapshot taken before stays the evidence."""
+    workload = spawn_workload("--touch-mb", "16")
+    state = make_state(workload.pid, threshold=99)
+    watcher = ProcessWatcher(state, identity_of(workload.pid))
+    asyncio.run(watcher.tick())
+    kept = watcher.last_snapshot
+    assert kept is not None
+    kernel_log = state.services.kernel_log
+    kernel_log.pids_are_ours = True
+    kernel_log.reports[workload.pid] = (
+        OomKillReport(
+            pid=workload.pid,
+            name="python",
+            evidence=("killed",),
+            usec_since_boot=monotonic_usec(),
+        ),
+        time.monotonic(),
+    )
+    asyncio.run(watcher._snapshot(force=True))
+    assert watcher.last_snapshot is kept
