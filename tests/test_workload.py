@@ -20,7 +20,13 @@ import pytest
 
 from memdoor.procfs.errors import ParseError
 from tests.ss import Endpoint, kernel_state, needs_ss, parse_ss_line, ss_connections, ss_sockets
-from tests.workload import SocketInfo, SpawnWorkload, WorkloadStartError, start_workload
+from tests.workload import (
+    SocketInfo,
+    SpawnWorkload,
+    WorkloadStartError,
+    parse_args,
+    start_workload,
+)
 
 MIB = 1 << 20
 
@@ -235,6 +241,85 @@ def test_grow_until_killed_is_oom_killed_in_a_memory_cgroup(
     assert workload.proc.wait(timeout=120) == -signal.SIGKILL
     oom_control = (memory_cgroup_64m / "memory.oom_control").read_text().split()
     assert int(oom_control[oom_control.index("oom_kill") + 1]) == 1
+
+
+def oom_kill_count(cgroup: Path) -> int:
+    oom_control = (cgroup / "memory.oom_control").read_text().split()
+    return int(oom_control[oom_control.index("oom_kill") + 1])
+
+
+def test_growth_after_a_stdin_line_waits_for_it_then_grows_until_killed(
+    memory_cgroup_64m: Path, spawn_workload: SpawnWorkload
+) -> None:
+    workload = spawn_workload(
+        "--grow-after-stdin-line",
+        "--grow-until-killed",
+        "--grow-mb-per-s",
+        400,
+        cgroup=str(memory_cgroup_64m),
+    )
+    assert workload.proc.stdin is not None
+
+    time.sleep(0.5)
+    # Growing at 400 MiB/s from ready on, it would be far past the 64 MiB
+    # limit by now, and dead.
+    assert workload.proc.poll() is None
+    assert status_kib(workload.pid, "RssAnon") < 32 * 1024
+    assert oom_kill_count(memory_cgroup_64m) == 0
+
+    workload.proc.stdin.write(b"go\n")
+    workload.proc.stdin.flush()
+
+    assert workload.proc.wait(timeout=120) == -signal.SIGKILL
+    assert oom_kill_count(memory_cgroup_64m) == 1
+
+
+def test_paced_growth_until_killed_has_no_limit_of_its_own(spawn_workload: SpawnWorkload) -> None:
+    workload = spawn_workload(
+        "--grow-after-stdin-line", "--grow-until-killed", "--grow-mb-per-s", 200
+    )
+    assert workload.proc.stdin is not None
+    before = status_kib(workload.pid, "RssAnon")
+
+    workload.proc.stdin.write(b"go\n")
+    workload.proc.stdin.flush()
+
+    wait_for_rss_anon(workload.pid, before + 64 * 1024)
+    assert workload.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--grow-after-stdin-line"], "--grow-after-stdin-line needs"),
+        (["--grow-mb-per-s", "10"], "--grow-mb-per-s needs"),
+        (["--grow-to-mb", "10"], "--grow-to-mb needs --grow-mb-per-s"),
+        (
+            ["--grow-until-killed", "--grow-mb-per-s", "10", "--grow-to-mb", "10"],
+            "exclude each other",
+        ),
+        (["--grow-until-killed", "--grow-mb-per-s", "0"], "must be positive"),
+    ],
+)
+def test_growth_options_that_make_no_sense_are_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_growth_options_that_go_together_are_accepted() -> None:
+    paced = parse_args(["--grow-after-stdin-line", "--grow-until-killed", "--grow-mb-per-s", "5"])
+    assert (paced.grow_after_stdin_line, paced.grow_until_killed, paced.grow_mb_per_s) == (
+        True,
+        True,
+        5.0,
+    )
+    bounded = parse_args(["--grow-after-stdin-line", "--grow-mb-per-s", "5", "--grow-to-mb", "9"])
+    assert (bounded.grow_after_stdin_line, bounded.grow_to_mb) == (True, 9)
 
 
 @needs_ss

@@ -7,6 +7,11 @@ kernel. This script builds that state, announces it with one JSON line on
 stdout, then holds still until told to go (stdin closed, SIGTERM or SIGINT),
 and exits 0. It never forks, so it cannot leave children behind.
 
+Growth after ready can wait for a line on stdin (``--grow-after-stdin-line``),
+so a parent can first get a watcher attached to the pid and then say when the
+allocation starts: the time from that line to the OOM kill is then the
+allocator's alone, not the interpreter's start-up.
+
 Run as ``python tests/workload.py [options]`` (stdlib only, Python 3.9+). The
 parent side — start, wait for the ready line, stop and reap — is
 :func:`start_workload`, importable by tests and benchmarks alike.
@@ -204,17 +209,33 @@ def raise_fd_limit(needed: int) -> None:
 
 
 class Growth:
-    """Memory added after ready in 1 MiB blocks, paced by the clock or as fast as possible."""
+    """Memory added after ready in 1 MiB blocks, paced by the clock or as fast as possible.
 
-    def __init__(self, mib_per_s: Optional[float], limit_mib: Optional[int], start_mib: int):
+    Pacing counts from :meth:`start`, so growth that waited for a go line does
+    not rush to catch up with the time it spent waiting.
+    """
+
+    def __init__(
+        self,
+        mib_per_s: Optional[float],
+        limit_mib: Optional[int],
+        start_mib: int,
+        started: bool = True,
+    ):
         self._mib_per_s = mib_per_s
         self._limit_mib = limit_mib
         self._start_mib = start_mib
-        self._started = time.monotonic()
+        self._started = time.monotonic() if started else None
         self._blocks: list[mmap.mmap] = []
 
+    def start(self) -> None:
+        if self._started is None:
+            self._started = time.monotonic()
+
     def seconds_to_next(self, now: float) -> Optional[float]:
-        """How long until the next block is due: 0 means now, None means never."""
+        """How long until the next block is due: 0 means now, None means never (or not yet)."""
+        if self._started is None:
+            return None
         if self._limit_mib is not None and self._start_mib + len(self._blocks) >= self._limit_mib:
             return None
         if self._mib_per_s is None:
@@ -230,7 +251,8 @@ def hold(stdin_fd: int, growth: Optional[Growth], exit_at: Optional[float]) -> N
     """Wait for stdin EOF or ``exit_at``, adding growth blocks when they fall due.
 
     stdin EOF is how a parent that dies without cleaning up still ends us: its
-    end of the pipe closes with it. Anything written to stdin is ignored.
+    end of the pipe closes with it. A complete line on stdin starts growth that
+    waits for one; anything else written to stdin is ignored.
     """
     while True:
         now = time.monotonic()
@@ -243,8 +265,12 @@ def hold(stdin_fd: int, growth: Optional[Growth], exit_at: Optional[float]) -> N
         if growth_wait is not None:
             waits.append(growth_wait)
         readable, _, _ = select.select([stdin_fd], [], [], min(waits) if waits else None)
-        if readable and not os.read(stdin_fd, 65536):
-            return
+        if readable:
+            data = os.read(stdin_fd, 65536)
+            if not data:
+                return
+            if growth is not None and b"\n" in data:
+                growth.start()
         if growth is not None and growth.seconds_to_next(time.monotonic()) == 0.0:
             growth.add_block()
 
@@ -296,7 +322,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--grow-until-killed",
         action="store_true",
-        help="after ready, add 1 MiB blocks as fast as possible, forever",
+        help="after ready, add 1 MiB blocks forever: at --grow-mb-per-s if given, "
+        "else as fast as possible",
+    )
+    parser.add_argument(
+        "--grow-after-stdin-line",
+        action="store_true",
+        help="start growing only once a line arrives on stdin, not at ready",
     )
     parser.add_argument(
         "--exit-after", type=float, metavar="S", help="exit 0 on our own S seconds after ready"
@@ -305,15 +337,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     for name in ("touch_mb", "tcp_pairs", "mappings"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
-    if (args.grow_mb_per_s is None) != (args.grow_to_mb is None):
-        parser.error("--grow-mb-per-s and --grow-to-mb go together")
-    if args.grow_mb_per_s is not None:
-        if args.grow_mb_per_s <= 0:
-            parser.error("--grow-mb-per-s must be positive")
-        if args.grow_to_mb < args.touch_mb:
-            parser.error("--grow-to-mb counts --touch-mb too, so it cannot be smaller")
-        if args.grow_until_killed:
-            parser.error("--grow-until-killed and --grow-mb-per-s exclude each other")
+    if args.grow_to_mb is not None and args.grow_until_killed:
+        parser.error("--grow-to-mb and --grow-until-killed exclude each other")
+    if args.grow_to_mb is not None and args.grow_mb_per_s is None:
+        parser.error("--grow-to-mb needs --grow-mb-per-s")
+    if args.grow_mb_per_s is not None and args.grow_to_mb is None and not args.grow_until_killed:
+        parser.error("--grow-mb-per-s needs --grow-to-mb or --grow-until-killed")
+    if args.grow_mb_per_s is not None and args.grow_mb_per_s <= 0:
+        parser.error("--grow-mb-per-s must be positive")
+    if args.grow_to_mb is not None and args.grow_to_mb < args.touch_mb:
+        parser.error("--grow-to-mb counts --touch-mb too, so it cannot be smaller")
+    if args.grow_after_stdin_line and args.grow_to_mb is None and not args.grow_until_killed:
+        parser.error("--grow-after-stdin-line needs --grow-to-mb or --grow-until-killed")
     return args
 
 
@@ -343,10 +378,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stdout.write(json.dumps(ready, separators=(",", ":")) + "\n")
             sys.stdout.flush()
             growth = None
-            if args.grow_until_killed:
-                growth = Growth(None, None, args.touch_mb)
-            elif args.grow_mb_per_s is not None:
-                growth = Growth(args.grow_mb_per_s, args.grow_to_mb, args.touch_mb)
+            if args.grow_until_killed or args.grow_to_mb is not None:
+                growth = Growth(
+                    args.grow_mb_per_s,
+                    args.grow_to_mb,
+                    args.touch_mb,
+                    started=not args.grow_after_stdin_line,
+                )
             exit_at = None if args.exit_after is None else time.monotonic() + args.exit_after
             hold(sys.stdin.fileno(), growth, exit_at)
     except _Stop:
