@@ -48,13 +48,17 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "bench.toml"
-            config.write_text("".join(
-                f'[[target]]\nname = "t{i}"\npid = {p.pid}\nthreshold = 99\ninterval = 1.0\n'
-                for i, p in enumerate(sleepers)
-            ))
+            config.write_text(
+                "".join(
+                    f'[[target]]\nname = "t{i}"\npid = {p.pid}\nthreshold = 99\ninterval = 1.0\n'
+                    for i, p in enumerate(sleepers)
+                )
+            )
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "memdoor", "run", "--config", str(config)],
-                stdout=subprocess.PIPE, cwd=REPO, text=True,
+                stdout=subprocess.PIPE,
+                cwd=REPO,
+                text=True,
             )
             assert daemon.stdout is not None
             found = 0

@@ -45,9 +45,12 @@ def main() -> int:
         [
             sys.executable,
             str(REPO / "tests" / "workload.py"),
-            "--touch-mb", "300",
-            "--mappings", str(args.mappings),
-            "--tcp-pairs", str(args.connections // 2),
+            "--touch-mb",
+            "300",
+            "--mappings",
+            str(args.mappings),
+            "--tcp-pairs",
+            str(args.connections // 2),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -66,17 +69,25 @@ def main() -> int:
             read_rss_kb(pid)
             mem_total.kb()
 
-        full = [cpu_ms(lambda: take_snapshot(pid, expected_start_ticks=start_ticks))
-                for _ in range(args.runs)]
+        full = [
+            cpu_ms(lambda: take_snapshot(pid, expected_start_ticks=start_ticks))
+            for _ in range(args.runs)
+        ]
         polls = [cpu_ms(poll, repeat=1000) for _ in range(args.runs)]
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"target: pid {pid}, {len(snapshot.mappings or [])} mappings, "
-              f"{len(snapshot.connections or [])} TCP/UDP sockets, "
-              f"RSS {snapshot.memory.rss_kb if snapshot.memory else '?'} kB")
-        print(f"full snapshot:        median {statistics.median(full):8.2f} ms CPU "
-              f"(min {min(full):.2f}, max {max(full):.2f}, {args.runs} runs)")
-        print(f"below-threshold poll: median {statistics.median(polls):8.4f} ms CPU "
-              "(stat + statm + cached MemTotal)")
+        print(
+            f"target: pid {pid}, {len(snapshot.mappings or [])} mappings, "
+            f"{len(snapshot.connections or [])} TCP/UDP sockets, "
+            f"RSS {snapshot.memory.rss_kb if snapshot.memory else '?'} kB"
+        )
+        print(
+            f"full snapshot:        median {statistics.median(full):8.2f} ms CPU "
+            f"(min {min(full):.2f}, max {max(full):.2f}, {args.runs} runs)"
+        )
+        print(
+            f"below-threshold poll: median {statistics.median(polls):8.4f} ms CPU "
+            "(stat + statm + cached MemTotal)"
+        )
         print(f"collector peak RSS:   {peak_kb / 1024:.1f} MiB")
         print(f"problems: {[p.to_dict() for p in snapshot.problems] or 'none'}")
     finally:

@@ -12,8 +12,8 @@ import pytest
 from memdoor.messages import human_kb, usage_line
 from memdoor.records import LEADING_KEYS, SCHEMA_VERSION, build_logger
 from memdoor.sinks.journal_fields import RECORD_FIELD, journal_fields
-from memdoor.sinks.message_ids import MESSAGE_IDS
 from memdoor.sinks.journal_protocol import valid_field_name
+from memdoor.sinks.message_ids import MESSAGE_IDS
 from tests.record_schema import validate_record
 
 
