@@ -108,24 +108,40 @@ def count_mappings() -> int:
         return maps.read().count(b"\n")
 
 
+def count_one_page_anonymous() -> int:
+    """One-page anonymous VMAs: ours, since the interpreter's arenas are far larger."""
+    count = 0
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(value, 16) for value in fields[0].split(b"-"))
+            count += end - start == PAGE and len(fields) == 5
+    return count
+
+
 def add_unmergeable_mappings(count: int) -> list[mmap.mmap]:
     """Create ``count`` more VMAs, each one page, that the kernel cannot merge.
 
     The kernel merges adjacent anonymous mappings with equal protection into
-    one VMA, so the pages alternate between read-only and read-write. The
-    interpreter's own allocations can still land next to one of ours and merge
-    with it, so the result is checked against /proc/self/maps and topped up.
+    one VMA, so the pages alternate between read-only and read-execute: the
+    interpreter maps its own memory read-write, and a later allocation of its
+    next to a read-write page of ours would merge with it. Anything else that
+    merges is caught: the one-page VMAs are counted in /proc/self/maps and topped up
+    (counting every line instead would let a new interpreter arena stand in
+    for one of ours).
     """
     mappings: list[mmap.mmap] = []
-    target = count_mappings() + count
+    target = count_one_page_anonymous() + count
     for _ in range(10):
-        missing = target - count_mappings()
+        missing = target - count_one_page_anonymous()
         if missing <= 0:
             return mappings
         for _ in range(missing):
-            protection = mmap.PROT_READ if len(mappings) % 2 else mmap.PROT_READ | mmap.PROT_WRITE
+            protection = mmap.PROT_READ if len(mappings) % 2 else mmap.PROT_READ | mmap.PROT_EXEC
             mappings.append(mmap.mmap(-1, PAGE, flags=_ANON_FLAGS, prot=protection))
-    raise RuntimeError(f"could not reach {target} mappings (have {count_mappings()})")
+    raise RuntimeError(
+        f"could not reach {target} one-page mappings (have {count_one_page_anonymous()})"
+    )
 
 
 def format_endpoint(address: str, port: int) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar, Union
+from typing import Optional, TypeVar, Union
 
-from memdoor.collect.reading import Unreadable, malformed, read_text
+from memdoor.collect.reading import Unreadable, malformed, read_parsed, read_text
 from memdoor.procfs.cgroup import (
     CgroupMount,
     CgroupVersion,
@@ -26,7 +26,6 @@ from memdoor.procfs.cgroup import (
     parse_proc_cgroup,
     relative_to_mount_root,
 )
-from memdoor.procfs.errors import ParseError
 
 T = TypeVar("T")
 
@@ -115,16 +114,6 @@ class CgroupMemory:
     stat: Optional[dict[str, int]]
 
 
-def _read_parsed(path: str, parse: Callable[[str], T]) -> Union[T, Unreadable]:
-    text = read_text(path)
-    if isinstance(text, Unreadable):
-        return text
-    try:
-        return parse(text)
-    except ParseError as exc:
-        return malformed(path, str(exc))
-
-
 def _prefer_whole_hierarchy(mounts: list[CgroupMount]) -> Optional[CgroupMount]:
     """A hierarchy can be mounted several times; a mount of its root sees every cgroup."""
     for mount in mounts:
@@ -142,7 +131,7 @@ def find_cgroup_mounts(
     /sys/fs/cgroup/unified, and containers mount what they like. Whether cgroup2
     holds the memory controller is only known from cgroup.controllers at its root.
     """
-    mounts = _read_parsed(f"{proc_root}/self/mountinfo", parse_mountinfo_cgroups)
+    mounts = read_parsed(f"{proc_root}/self/mountinfo", parse_mountinfo_cgroups)
     if isinstance(mounts, Unreadable):
         return mounts
     v2 = _prefer_whole_hierarchy([mount for mount in mounts if mount.version == 2])
@@ -180,7 +169,7 @@ def memory_cgroup_of(
     that root, under the mount point.
     """
     what = f"{proc_root}/{pid}/cgroup"
-    entries = _read_parsed(what, parse_proc_cgroup)
+    entries = read_parsed(what, parse_proc_cgroup)
     if isinstance(entries, Unreadable):
         return entries
     version: CgroupVersion
@@ -238,7 +227,7 @@ def _hierarchical_ancestry(cg: MemoryCgroup) -> Union[list[str], Unreadable]:
     if cg.version == 2:
         return directories
     for index, directory in enumerate(directories[1:], start=1):
-        hierarchical = _read_parsed(
+        hierarchical = read_parsed(
             os.path.join(directory, "memory.use_hierarchy"), _parse_v1_use_hierarchy
         )
         if isinstance(hierarchical, Unreadable):
@@ -261,7 +250,7 @@ def _tightest(
     best: Optional[int] = None
     best_directory: Optional[str] = None
     for directory in directories:
-        limit = _read_parsed(os.path.join(directory, name), parse_limit)
+        limit = read_parsed(os.path.join(directory, name), parse_limit)
         if isinstance(limit, Unreadable):
             if directory == top and limit.reason == "vanished":
                 continue
@@ -272,7 +261,7 @@ def _tightest(
 
 
 def _read_usage_at(cg: MemoryCgroup, directory: str) -> Union[Optional[int], Unreadable]:
-    usage = _read_parsed(os.path.join(directory, _files(cg).usage), parse_int_file)
+    usage = read_parsed(os.path.join(directory, _files(cg).usage), parse_int_file)
     if isinstance(usage, Unreadable) and directory == cg.top and usage.reason == "vanished":
         return None
     return usage
@@ -286,7 +275,7 @@ def read_usage_bytes(cg: MemoryCgroup) -> Union[int, Unreadable]:
     To poll against a limit set on an ancestor, pass a MemoryCgroup whose
     directory is CgroupMemory.limit_directory.
     """
-    return _read_parsed(os.path.join(cg.directory, _files(cg).usage), parse_int_file)
+    return read_parsed(os.path.join(cg.directory, _files(cg).usage), parse_int_file)
 
 
 def _read_counters(cg: MemoryCgroup) -> Union[tuple[dict[str, int], str], Unreadable, None]:
@@ -294,7 +283,7 @@ def _read_counters(cg: MemoryCgroup) -> Union[tuple[dict[str, int], str], Unread
     missing = Unreadable(cg.directory, "vanished", "no OOM counter file")
     for name in _files(cg).counters:
         path = os.path.join(cg.directory, name)
-        counters = _read_parsed(path, parse_flat_keyed)
+        counters = read_parsed(path, parse_flat_keyed)
         if not isinstance(counters, Unreadable):
             return counters, path
         if counters.reason != "vanished":
@@ -326,7 +315,7 @@ def read_oom_kill_count(cg: MemoryCgroup) -> Union[int, Unreadable]:
 def read_vmstat_oom_kill(proc_root: str = "/proc") -> Union[int, Unreadable]:
     """The system-wide OOM kill count (4.13+), counting kills outside any watched cgroup too."""
     path = f"{proc_root}/vmstat"
-    values = _read_parsed(path, parse_flat_keyed)
+    values = read_parsed(path, parse_flat_keyed)
     if isinstance(values, Unreadable):
         return values
     if "oom_kill" not in values:
@@ -363,7 +352,7 @@ def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupMemory, Unreadable]:
     counters = _read_counters(cg)
     if isinstance(counters, Unreadable):
         return counters
-    stat = _read_parsed(os.path.join(cg.directory, "memory.stat"), parse_flat_keyed)
+    stat = read_parsed(os.path.join(cg.directory, "memory.stat"), parse_flat_keyed)
     if isinstance(stat, Unreadable) and not (cg.directory == cg.top and stat.reason == "vanished"):
         return stat
     percent = None

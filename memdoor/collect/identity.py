@@ -11,9 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from memdoor.collect.reading import Unreadable, malformed, read_bytes, read_link, read_text
+from memdoor.collect.reading import Unreadable, read_bytes, read_link, read_parsed, read_text
 from memdoor.procfs.cmdline import parse_cmdline
-from memdoor.procfs.errors import ParseError
 from memdoor.procfs.stat import ProcStat, parse_stat
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -33,14 +32,7 @@ class ProcessIdentity:
 
 
 def read_stat(pid: int, proc: str = "/proc") -> Union[ProcStat, Unreadable]:
-    path = f"{proc}/{pid}/stat"
-    text = read_text(path)
-    if isinstance(text, Unreadable):
-        return text
-    try:
-        return parse_stat(text)
-    except ParseError as exc:
-        return malformed(path, str(exc))
+    return read_parsed(f"{proc}/{pid}/stat", parse_stat)
 
 
 @functools.cache

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from memdoor.collect.reading import Unreadable, malformed, read_bytes, read_text
+from memdoor.collect.reading import Unreadable, malformed, read_bytes, read_parsed
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.meminfo import MemInfo, parse_meminfo
 from memdoor.procfs.smaps import MemoryRollup, parse_smaps_rollup
@@ -49,37 +49,17 @@ def usage_percent(rss_kb: int, mem_total_kb: int) -> float:
 
 
 def read_meminfo(proc: str = "/proc") -> Union[MemInfo, Unreadable]:
-    path = f"{proc}/meminfo"
-    text = read_text(path)
-    if isinstance(text, Unreadable):
-        return text
-    try:
-        return parse_meminfo(text)
-    except ParseError as exc:
-        return malformed(path, str(exc))
+    return read_parsed(f"{proc}/meminfo", parse_meminfo)
 
 
 def read_rss_kb(pid: int, proc: str = "/proc") -> Union[int, Unreadable]:
     """The poll: one 28-byte read, independent of how many mappings the process has."""
-    path = f"{proc}/{pid}/statm"
-    text = read_text(path)
-    if isinstance(text, Unreadable):
-        return text
-    try:
-        return parse_statm_resident_pages(text) * PAGE_KB
-    except ParseError as exc:
-        return malformed(path, str(exc))
+    pages = read_parsed(f"{proc}/{pid}/statm", parse_statm_resident_pages)
+    return pages if isinstance(pages, Unreadable) else pages * PAGE_KB
 
 
 def read_status(pid: int, proc: str = "/proc") -> Union[ProcStatus, Unreadable]:
-    path = f"{proc}/{pid}/status"
-    text = read_text(path)
-    if isinstance(text, Unreadable):
-        return text
-    try:
-        return parse_status(text)
-    except ParseError as exc:
-        return malformed(path, str(exc))
+    return read_parsed(f"{proc}/{pid}/status", parse_status)
 
 
 def read_rollup(pid: int, proc: str = "/proc") -> Union[tuple[MemoryRollup, str], Unreadable]:

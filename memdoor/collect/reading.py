@@ -11,7 +11,11 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Callable, Literal, TypeVar, Union
+
+from memdoor.procfs.errors import ParseError
+
+T = TypeVar("T")
 
 # vanished: the process or file went away; denied: no permission; malformed:
 # the kernel's text did not parse; reused: the pid now belongs to another
@@ -84,3 +88,14 @@ def list_dir(path: str) -> Union[list[str], Unreadable]:
         return os.listdir(path)
     except OSError as exc:
         return unreadable_from_oserror(path, exc)
+
+
+def read_parsed(path: str, parse: Callable[[str], T]) -> Union[T, Unreadable]:
+    """Read a text file and parse it; a ParseError becomes a "malformed" Unreadable."""
+    text = read_text(path)
+    if isinstance(text, Unreadable):
+        return text
+    try:
+        return parse(text)
+    except ParseError as exc:
+        return malformed(path, str(exc))
