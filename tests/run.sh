@@ -3,9 +3,11 @@
 # Run as root from a checkout: bash tests/run.sh [extra pytest arguments]
 #
 # What it installs, and why:
-#   Debian packages  iproute2 (ss, to check connections), systemd (journald,
-#                    systemd-analyze), python3-venv, and what tests/system needs
-#                    to boot systemd in a container.
+#   Debian packages  iproute2 (ss, and network namespaces for the fleet test),
+#                    systemd (journald, systemd-analyze, the container's PID 1),
+#                    python3-venv, rsyslog and systemd-journal-remote (the
+#                    shipping tests), and syslog-ng-core unpacked beside them
+#                    (tests/shipping/install_syslog_ng.sh says why).
 #   A virtualenv     .venv-test/ with memdoor[test], so the host Python stays clean.
 # Then it runs pytest once with the default python3, and the tests that need no
 # root or kernel fixtures once more with every other supported CPython it finds
@@ -13,7 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(iproute2 systemd python3 python3-venv procps util-linux mount)
+DEBIAN_PACKAGES=(iproute2 systemd python3 python3-venv procps util-linux mount
+                 rsyslog systemd-journal-remote)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -25,6 +28,8 @@ if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+bash tests/shipping/install_syslog_ng.sh
 
 make_venv() {  # make_venv PYTHON DIR
     "$1" -m venv "$2"
