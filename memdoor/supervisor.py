@@ -48,8 +48,11 @@ class TargetSupervisor:
         if self.state.count_reached:
             return
         target = self.state.target
-        if target.pid is not None and target.pid in self.ended_pids:
-            return  # a fixed pid is one process; once it ended, it is not re-adopted
+        if target.pid is not None and (
+            target.pid in self.ended_pids or target.pid in self.watchers
+        ):
+            # A fixed pid is one process: watched, or ended and never re-adopted.
+            return
         resolution = resolve(target.pid, target.pidfile, target.exe, self.state.services.proc)
         self._report_resolution(resolution)
         for pid in resolution.pids:

@@ -96,9 +96,9 @@ class CgroupMemory:
     file named by oom_counters_source: v2 memory.events(.local) with oom,
     oom_kill, max, high (and oom_group_kill on newer kernels), or v1
     memory.oom_control with oom_kill (4.13+) and under_oom; both are empty/None
-    for the cgroup2 root, which has no such file. stat is memory.stat, kept whole
-    because its anon/file/kernel split is what explains a cgroup's usage; None
-    only where the kernel has none (the cgroup2 root on older kernels).
+    for the cgroup2 root, which has no such file. stat is the part of memory.stat
+    that explains a cgroup's usage (its anon/file/kernel split, STAT_KEYS);
+    None only where the kernel has none (the cgroup2 root on older kernels).
     """
 
     cgroup: MemoryCgroup
@@ -196,6 +196,41 @@ def memory_cgroup_of(
     if version == 2:
         directory = _charged_directory(directory, top)
     return MemoryCgroup(version, directory, top, path)
+
+
+# What a cgroup's memory is made of. v2 names (anon, file, kernel, ...) and v1
+# names (rss, cache, mapped_file, ...) differ; the rest of memory.stat (about
+# 40 counters of reclaim activity) is left out of every snapshot kept in memory.
+STAT_KEYS = frozenset(
+    {
+        "anon",
+        "file",
+        "kernel",
+        "kernel_stack",
+        "pagetables",
+        "sock",
+        "shmem",
+        "file_mapped",
+        "file_dirty",
+        "file_writeback",
+        "slab",
+        "swapcached",
+        "rss",
+        "cache",
+        "mapped_file",
+        "swap",
+        "dirty",
+        "writeback",
+        "total_rss",
+        "total_cache",
+        "total_shmem",
+        "total_swap",
+    }
+)
+
+
+def _parse_stat_subset(text: str) -> dict[str, int]:
+    return {k: v for k, v in parse_flat_keyed(text).items() if k in STAT_KEYS}
 
 
 def _files(cg: MemoryCgroup) -> _Files:
@@ -352,7 +387,7 @@ def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupMemory, Unreadable]:
     counters = _read_counters(cg)
     if isinstance(counters, Unreadable):
         return counters
-    stat = read_parsed(os.path.join(cg.directory, "memory.stat"), parse_flat_keyed)
+    stat = read_parsed(os.path.join(cg.directory, "memory.stat"), _parse_stat_subset)
     if isinstance(stat, Unreadable) and not (cg.directory == cg.top and stat.reason == "vanished"):
         return stat
     percent = None

@@ -54,19 +54,31 @@ def malformed(what: str, detail: str) -> Unreadable:
     return Unreadable(what, "malformed", detail)
 
 
+# The first read is small because nearly every file a tick reads is under 1 KB
+# and Python allocates the whole buffer up front; larger files (smaps of a big
+# process: megabytes) continue in large reads.
+_FIRST_READ = 64 * 1024
+_LATER_READS = 1024 * 1024
+
+
 def read_bytes(path: str) -> Union[bytes, Unreadable]:
-    """Read a whole file in one go; /proc files are generated per read call."""
+    """Read a whole file; /proc files are generated as they are read."""
     try:
-        with open(path, "rb", buffering=0) as handle:
-            chunks = []
-            while True:
-                chunk = handle.read(1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return unreadable_from_oserror(path, exc)
+    try:
+        # A short read is not the end: seq_file hands out whole records per read.
+        chunk = os.read(fd, _FIRST_READ)
+        chunks = [chunk]
+        while chunk:
+            chunk = os.read(fd, _LATER_READS)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        return unreadable_from_oserror(path, exc)
+    finally:
+        os.close(fd)
 
 
 def read_text(path: str) -> Union[str, Unreadable]:

@@ -8,6 +8,7 @@ buffer (proc-costs.md: splitting 14 MB of smaps into lines alone costs 20 ms).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Optional
 
@@ -54,15 +55,17 @@ def mapping_from_match(match: re.Match[bytes], rss_kb: Optional[int] = None) -> 
 
 
 def mapping_from_groups(groups: Sequence[Any], rss_kb: Optional[int] = None) -> Mapping:
+    """Strings are interned: the daemon keeps a snapshot of every watched process,
+    and the same libraries, permissions and devices repeat across all of them."""
     start, end, perms, offset, dev, inode, path = groups
     return Mapping(
         int(start, 16),
         int(end, 16),
-        perms.decode(),
+        sys.intern(perms.decode()),
         int(offset, 16),
-        dev.decode(),
+        sys.intern(dev.decode()),
         int(inode),
-        path.decode("utf-8", "surrogateescape") if path else "",
+        sys.intern(path.decode("utf-8", "surrogateescape")) if path else "",
         rss_kb,
     )
 

@@ -94,6 +94,7 @@ def cgroup_dict(cgroup: CgroupMemory) -> dict[str, Any]:
         "high_kb": _kb(cgroup.high_bytes),
         "oom_kill": cgroup.oom_counters.get("oom_kill"),
         "oom_counters": dict(cgroup.oom_counters),
+        "stat": dict(cgroup.stat or {}),
     }
 
 
