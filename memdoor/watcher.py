@@ -180,6 +180,8 @@ class ProcessWatcher:
             return
         self._subscribe(hub.watch_psi(f"{services.proc}/pressure/memory", self.wake))
         watch = self.cgroup
+        if self.target.threshold_base != "cgroup":
+            return  # the cgroup's events say nothing about RSS against MemTotal
         if watch is None or watch.limit is None or watch.limit_bytes is None:
             return
         if watch.cgroup.version == 1:
