@@ -25,24 +25,37 @@ def records_of(daemon: DaemonProcess, pid: int) -> list[dict[str, Any]]:
     return [r for r in daemon.records if r.get("pid") == pid and r.get("target") == "hog"]
 
 
-def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path) -> None:
+def hog_until_killed(
+    tmp_path: Path, threshold: int, rate_mb_per_s: int
+) -> tuple[DaemonProcess, int, dict[str, Any]]:
+    """A daemon watching a hog that grows in a 256 MiB cgroup until the kernel kills it.
+
+    Returns the stopped daemon, the hog's pid, and the record that ended it.
+    """
     pidfile = tmp_path / "hog.pid"
-    config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=50))
+    config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold))
     daemon = DaemonProcess(config)
     try:
         daemon.wait_record(lambda r: r["event"] == "target_waiting")
         with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
-            hog = cgroup.spawn("--touch-mb", "16", "--grow-mb-per-s", "100", "--grow-to-mb", "4096")
+            hog = cgroup.spawn(
+                "--touch-mb", "16", "--grow-mb-per-s", str(rate_mb_per_s), "--grow-to-mb", "4096"
+            )
             pidfile.write_text(f"{hog.pid}\n")
-            killed = daemon.wait_record(
+            ended = daemon.wait_record(
                 lambda r: r["event"] in ("oom_killed", "target_gone") and r["pid"] == hog.pid,
                 timeout=30,
             )
             assert hog.proc.wait(10) == -signal.SIGKILL
     finally:
         assert daemon.stop() == 0
+    return daemon, hog.pid, ended
+
+
+def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path) -> None:
+    daemon, pid, killed = hog_until_killed(tmp_path, threshold=50, rate_mb_per_s=100)
     assert killed["event"] == "oom_killed", killed
-    mine = records_of(daemon, hog.pid)
+    mine = records_of(daemon, pid)
     before = mine[: mine.index(killed)]
     above = [r for r in before if r["event"] in ("threshold_crossed", "snapshot")]
     assert above, [r["event"] for r in mine]
@@ -54,7 +67,7 @@ def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path) -> None:
     assert kill["cgroup_oom_kill_after"] == kill["cgroup_oom_kill_before"] + 1
     assert kill["anon_rss_kb"] > (LIMIT_MB // 2) * 1024
     last = killed["last_snapshot"]
-    assert last is not None and last["process"]["pid"] == hog.pid
+    assert last is not None and last["process"]["pid"] == pid
     assert last["age_ms"] >= 0
     assert last["cgroup"]["usage_percent"] >= 50
     for record in daemon.records:
@@ -63,20 +76,7 @@ def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path) -> None:
 
 def test_a_threshold_too_high_still_gets_the_last_snapshot(tmp_path: Path) -> None:
     """Nothing crosses 99% before the kill, but the kept snapshot rides on oom_killed."""
-    pidfile = tmp_path / "hog.pid"
-    config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=99))
-    daemon = DaemonProcess(config)
-    try:
-        daemon.wait_record(lambda r: r["event"] == "target_waiting")
-        with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
-            hog = cgroup.spawn("--touch-mb", "16", "--grow-mb-per-s", "200", "--grow-to-mb", "4096")
-            pidfile.write_text(f"{hog.pid}\n")
-            killed = daemon.wait_record(
-                lambda r: r["event"] in ("oom_killed", "target_gone") and r["pid"] == hog.pid,
-                timeout=30,
-            )
-    finally:
-        assert daemon.stop() == 0
+    _daemon, _pid, killed = hog_until_killed(tmp_path, threshold=99, rate_mb_per_s=200)
     assert killed["event"] == "oom_killed", killed
     assert killed["last_snapshot"] is not None
     assert killed["last_snapshot"]["memory"]["rss_kb"] >= 16 * 1024

@@ -86,6 +86,13 @@ def one_and_a_half_percent_of_ram_mb() -> int:
     return total_kb * 15 // 1000 // 1024 + 1
 
 
+async def tick_spaced(watcher: ProcessWatcher, n: int) -> None:
+    """n ticks an interval apart, as the watcher's own loop would space them."""
+    for _ in range(n):
+        await watcher.tick()
+        await asyncio.sleep(watcher.target.interval + 0.01)
+
+
 def test_crossing_then_samples_then_count(spawn_workload) -> None:
     """Above the threshold: a full snapshot at the crossing, compact samples after it."""
     size_mb = one_and_a_half_percent_of_ram_mb()
@@ -93,12 +100,7 @@ def test_crossing_then_samples_then_count(spawn_workload) -> None:
     state = make_state(workload.pid, threshold=1, count=1)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
 
-    async def ticks(n: int) -> None:
-        for _ in range(n):
-            await watcher.tick()
-            await asyncio.sleep(0.06)
-
-    asyncio.run(ticks(3))
+    asyncio.run(tick_spaced(watcher, 3))
     assert state.log.events() == ["threshold_crossed", "count_reached"]
     crossed = state.log.records[0][2]
     assert crossed["process"]["cmdline"] == workload.proc.args[:1]
@@ -113,12 +115,7 @@ def test_samples_between_full_snapshots(spawn_workload) -> None:
     state = make_state(workload.pid, threshold=1)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
 
-    async def ticks(n: int) -> None:
-        for _ in range(n):
-            await watcher.tick()
-            await asyncio.sleep(0.06)
-
-    asyncio.run(ticks(3))
+    asyncio.run(tick_spaced(watcher, 3))
     assert state.log.events() == ["threshold_crossed", "sample", "sample"]
     sample = state.log.records[1][2]
     assert sample["memory"]["rss_kb"] >= size_mb * 1024
