@@ -25,6 +25,8 @@ class TargetSupervisor:
         self.watchers: dict[int, tuple[ProcessWatcher, asyncio.Task[None]]] = {}
         self.ended_pids: set[int] = set()
         self.last_progress = time.monotonic()
+        # Waiting on its one watcher rather than polling (a fixed-pid target).
+        self._idle = False
         self._last_problem: Optional[str] = None
         self._waiting_reported = False
 
@@ -37,11 +39,24 @@ class TargetSupervisor:
             while True:
                 self.step()
                 self.last_progress = time.monotonic()
-                await asyncio.sleep(self.state.target.interval)
+                watched = self._fixed_pid_watch()
+                if watched is None:
+                    await asyncio.sleep(self.state.target.interval)
+                else:
+                    # Nothing to resolve until that one process ends.
+                    self._idle = True
+                    await asyncio.wait({watched})
+                    self._idle = False
         finally:
             for _watcher, task in self.watchers.values():
                 task.cancel()
             await asyncio.gather(*(t for _w, t in self.watchers.values()), return_exceptions=True)
+
+    def _fixed_pid_watch(self) -> Optional[asyncio.Task[None]]:
+        pid = self.state.target.pid
+        if pid is None or pid not in self.watchers:
+            return None
+        return self.watchers[pid][1]
 
     def step(self) -> None:
         self._reap()
@@ -133,7 +148,7 @@ class TargetSupervisor:
         """True when this supervisor or one of its watchers stopped making progress."""
         # A watcher far below its threshold legitimately sleeps two intervals.
         limit = 3 * self.state.target.interval + allowance
-        if now - self.last_progress > limit:
+        if not self._idle and now - self.last_progress > limit:
             return True
         return any(
             now - watcher.last_progress > limit

@@ -142,7 +142,7 @@ class ProcessWatcher:
         self.cgroup: Optional[CgroupWatch] = None
         self.wakeups: list[str] = []
         self.wakeup_problems: list[Unreadable] = []
-        self._wake = asyncio.Event()
+        self._waiter: Optional[asyncio.Future[None]] = None
         self._next_snapshot_at = 0.0
         self._next_emit_at = 0.0
         # The size measured by the last tick (RSS, or the cgroup's usage) and the
@@ -161,7 +161,8 @@ class ProcessWatcher:
         return self.state.services
 
     def wake(self) -> None:
-        self._wake.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def attach(self) -> None:
         """Find the cgroup and register for pressure notifications; failures are noted."""
@@ -216,14 +217,17 @@ class ProcessWatcher:
             self.detach()
 
     async def _sleep(self, delay: float) -> None:
-        """Wait for the delay or a wake-up. asyncio.wait, unlike wait_for, never
-        swallows a cancellation that races with the wake-up."""
-        self._wake.clear()
-        waiter = asyncio.ensure_future(self._wake.wait())
+        """Wait for the delay or a wake-up: one future and one timer, the cheapest
+        wait asyncio offers (this runs for every tick of every process), and a
+        cancellation is never swallowed by a wake-up racing with it."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(delay, self.wake)
         try:
-            await asyncio.wait({waiter}, timeout=delay)
+            await self._waiter
         finally:
-            waiter.cancel()
+            timer.cancel()
+            self._waiter = None
 
     async def tick(self) -> float:
         """One poll; returns how long to wait before the next."""
