@@ -37,8 +37,13 @@ from memdoor.messages import human_kb, usage_line
 from memdoor.oom_evidence import KernelLog, boottime_offset_usec, kill_dict, wall_time_of
 from memdoor.pressure import PressureHub
 from memdoor.procfs.kmsg import OomKillReport
-from memdoor.render.bounded import snapshot_fields
-from memdoor.render.snapshot_dict import cgroup_dict, cgroup_path, memory_dict, process_dict
+from memdoor.render.bounded import (
+    ENVELOPE_ALLOWANCE,
+    RECORD_BUDGET,
+    process_fields,
+    snapshot_fields,
+)
+from memdoor.render.snapshot_dict import cgroup_dict, cgroup_path, memory_dict
 from memdoor.render.summary import connection_signature, mapping_signature
 from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.system_memory import MemTotal
@@ -56,6 +61,9 @@ SNAPSHOT_DUTY = 0.2
 KEEP_ON_GROWTH = 0.10
 KEEP_NEAR_RATIO = 0.8
 KEEP_MAX_AGE = 300.0
+# An oom_killed record carries the kill (about 700 bytes) and the process
+# (a command line of up to 2 KB) besides the last snapshot.
+OOM_KILLED_SNAPSHOT_BUDGET = RECORD_BUDGET - ENVELOPE_ALLOWANCE - 4096
 # How often a cgroup's limit is looked up again (limits change with systemctl
 # set-property or a container update); each full snapshot also refreshes it.
 CGROUP_REFRESH = 30.0
@@ -493,7 +501,10 @@ class ProcessWatcher:
         )
         last_fields = None
         if last is not None:
-            last_fields = snapshot_fields(last, self.target.detail, self._cmdline())
+            # The kill section and the process come first; the snapshot gets the rest.
+            last_fields = snapshot_fields(
+                last, self.target.detail, self._cmdline(), budget=OOM_KILLED_SNAPSHOT_BUDGET
+            )
             last_fields["age_ms"] = age_ms
         self.log_event(
             "error",
@@ -509,7 +520,7 @@ class ProcessWatcher:
         return self.identity.cmdline[:1] if self.state.redact_cmdline else None
 
     def process_fields(self) -> dict[str, Any]:
-        return process_dict(self.identity, self._cmdline())
+        return process_fields(self.identity, self.target.detail, self._cmdline())
 
     def log_event(self, level: str, event: str, message: str, **fields: Any) -> None:
         getattr(self.state.log, level)(

@@ -12,12 +12,16 @@ from typing import Any
 import pytest
 
 from memdoor.collect.identity import read_identity, read_stat
+from memdoor.collect.liveness import Liveness, Verdict
 from memdoor.config import ResolvedTarget
 from memdoor.oom_evidence import KernelLog, monotonic_usec
 from memdoor.procfs.kmsg import OomKillReport
+from memdoor.records import build_logger
+from memdoor.render.bounded import RECORD_BUDGET
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
-from memdoor.watcher import ProcessWatcher, Services, TargetState
+from memdoor.watcher import Measure, ProcessWatcher, Services, TargetState
+from tests.record_schema import validate_record
 
 
 class RecordingLog:
@@ -187,3 +191,53 @@ def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workloa
     )
     asyncio.run(watcher._snapshot(force=True))
     assert watcher.last_snapshot is kept
+
+
+class LineCollector:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def emit(self, line: str, record: dict[str, Any]) -> None:
+        self.lines.append(line)
+
+
+def test_summary_records_stay_under_16_kib_even_for_oom_killed(spawn_workload) -> None:
+    """A 20,000-mapping process with a 100 KB command line: found, crossed, killed."""
+    workload = spawn_workload("--mappings", "20000", "--tcp-pairs", "300")
+    state = make_state(workload.pid, threshold=1)
+    state.redact_cmdline = False
+    collector = LineCollector()
+    state.log = build_logger(collector)
+    identity = dataclasses.replace(
+        identity_of(workload.pid), cmdline=["java", "-cp", "x" * 100_000, "Main"]
+    )
+    watcher = ProcessWatcher(state, identity)
+    watcher.log_event("info", "target_found", "found", process=watcher.process_fields())
+    asyncio.run(watcher._snapshot(force=True))
+    assert watcher.last_snapshot is not None
+    watcher._emit_full("threshold_crossed", watcher.last_snapshot, Measure(1.5, "crossed"))
+    kernel_log = state.services.kernel_log
+    kernel_log.pids_are_ours = True
+    kernel_log.reports[workload.pid] = (
+        OomKillReport(
+            pid=workload.pid,
+            name="python",
+            evidence=("killed",),
+            usec_since_boot=monotonic_usec(),
+            constraint="CONSTRAINT_MEMCG",
+            oom_memcg="/" + "a" * 200,
+            task_memcg="/" + "a" * 200,
+            total_vm_kb=10**9,
+            anon_rss_kb=10**8,
+        ),
+        time.monotonic(),
+    )
+    watcher._ended(Liveness(Verdict.EXITED, None, "gone"))
+    events = [json.loads(line)["event"] for line in collector.lines]
+    assert events == ["target_found", "threshold_crossed", "oom_killed"]
+    for line in collector.lines:
+        assert len(line.encode()) <= RECORD_BUDGET, (json.loads(line)["event"], len(line))
+        validate_record(json.loads(line))
+    killed = json.loads(collector.lines[-1])
+    assert killed["process"]["cmdline_truncated"] is True
+    assert killed["last_snapshot"]["mappings_summary"]["total"]["count"] > 20000

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Optional
 
-from memdoor.render.snapshot_dict import snapshot_dict
+from memdoor.collect.identity import ProcessIdentity
+from memdoor.render.snapshot_dict import process_dict, snapshot_dict
 from memdoor.render.summary import summarize_connections, summarize_mappings
 from memdoor.snapshot import Snapshot
 
@@ -40,7 +41,7 @@ def _summary(snapshot: Snapshot, cmdline: Optional[list[str]], listed: int) -> d
     return data
 
 
-def _bounded_cmdline(cmdline: list[str]) -> tuple[list[str], bool]:
+def bounded_cmdline(cmdline: list[str]) -> tuple[list[str], bool]:
     """Keep whole arguments while they fit; a java classpath alone can be 100 KB."""
     kept: list[str] = []
     used = 0
@@ -52,21 +53,33 @@ def _bounded_cmdline(cmdline: list[str]) -> tuple[list[str], bool]:
     return kept, False
 
 
-def snapshot_fields(
-    snapshot: Snapshot, detail: Detail, cmdline: Optional[list[str]] = None
+def process_fields(
+    identity: ProcessIdentity, detail: Detail, cmdline: Optional[list[str]] = None
 ) -> dict[str, Any]:
-    """The snapshot's part of a record. Summaries shrink their listings until they fit."""
+    """The process section of a record, its command line bounded unless detail is full."""
+    if detail == "full":
+        return process_dict(identity, cmdline)
+    kept, truncated = bounded_cmdline(identity.cmdline if cmdline is None else cmdline)
+    data = process_dict(identity, kept)
+    if truncated:
+        data["cmdline_truncated"] = True
+    return data
+
+
+def snapshot_fields(
+    snapshot: Snapshot,
+    detail: Detail,
+    cmdline: Optional[list[str]] = None,
+    budget: int = RECORD_BUDGET - ENVELOPE_ALLOWANCE,
+) -> dict[str, Any]:
+    """The snapshot's part of a record. Summaries shrink their listings until they
+    fit the budget: the whole record's, less what the record carries besides."""
     if detail == "full":
         return snapshot_dict(snapshot, cmdline)
-    truncated = False
-    if snapshot.identity is not None:
-        cmdline, truncated = _bounded_cmdline(
-            snapshot.identity.cmdline if cmdline is None else cmdline
-        )
     for listed in LISTING_STEPS:
         data = _summary(snapshot, cmdline, listed)
-        if _size(data) + ENVELOPE_ALLOWANCE <= RECORD_BUDGET:
+        if snapshot.identity is not None:
+            data["process"] = process_fields(snapshot.identity, detail, cmdline)
+        if _size(data) <= budget:
             break
-    if truncated and "process" in data:
-        data["process"]["cmdline_truncated"] = True
     return data
