@@ -11,6 +11,7 @@ smaps_rollup and smaps is parsed only for the per-mapping resident sizes.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,7 +21,6 @@ from memdoor.procfs.maps import (
     HEADER_BODY,
     Mapping,
     check_complete,
-    mapping_from_groups,
     mapping_from_match,
 )
 
@@ -99,7 +99,7 @@ def parse_smaps(data: bytes) -> list[Mapping]:
     """Every mapping with its resident kB.
 
     The fast path matches each header together with its Rss line; it is
-    trusted only when it found one match per header line and per "Size:" line.
+    trusted only when it found one match per header line.
     Otherwise (a truncated read, an odd kernel) each mapping's block is
     searched on its own, and a mapping without an Rss line keeps rss_kb None
     rather than borrowing its neighbour's. A last line without its newline is
@@ -108,8 +108,23 @@ def parse_smaps(data: bytes) -> list[Mapping]:
     check_complete(data, "smaps")
     text = b"\n" + data
     fast = _HEADER_AND_RSS.findall(text)
-    if fast and len(fast) == len(_HEADER_START.findall(text)) == text.count(b"\nSize:"):
-        return [mapping_from_groups(groups[:7], int(groups[7])) for groups in fast]
+    if fast and len(fast) == len(_HEADER_START.findall(text)):
+        # Inlined rather than calling mapping_from_groups: this builds 20,000
+        # tuples for a large process, and the call overhead was a third of it.
+        intern = sys.intern
+        return [
+            Mapping(
+                int(start, 16),
+                int(end, 16),
+                intern(perms.decode()),
+                int(offset, 16),
+                intern(dev.decode()),
+                int(inode),
+                intern(path.decode("utf-8", "surrogateescape")) if path else "",
+                int(rss),
+            )
+            for start, end, perms, offset, dev, inode, path, rss in fast
+        ]
     headers = list(HEADER.finditer(text))
     if not headers and data.strip():
         raise ParseError("smaps: no mapping header found")
