@@ -169,6 +169,16 @@ def test_stale_watcher_makes_the_supervisor_stale(spawn_workload) -> None:
     assert fresh is False and stale is True
 
 
+def plant_kill(state: TargetState, pid: int, **figures: Any) -> None:
+    """Put an OOM kill of pid in the kernel log's reports, as a kmsg line would."""
+    kernel_log = state.services.kernel_log
+    kernel_log.pids_are_ours = True
+    report = OomKillReport(
+        pid=pid, name="python", evidence=("killed",), usec_since_boot=monotonic_usec(), **figures
+    )
+    kernel_log.reports[pid] = (report, time.monotonic())
+
+
 def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workload) -> None:
     """Once the kernel log holds the process's kill, a later snapshot may overlap its
     exit: the complete snapshot taken before stays the evidence."""
@@ -178,17 +188,7 @@ def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workloa
     asyncio.run(watcher.tick())
     kept = watcher.last_snapshot
     assert kept is not None
-    kernel_log = state.services.kernel_log
-    kernel_log.pids_are_ours = True
-    kernel_log.reports[workload.pid] = (
-        OomKillReport(
-            pid=workload.pid,
-            name="python",
-            evidence=("killed",),
-            usec_since_boot=monotonic_usec(),
-        ),
-        time.monotonic(),
-    )
+    plant_kill(state, workload.pid)
     asyncio.run(watcher._snapshot(force=True))
     assert watcher.last_snapshot is kept
 
@@ -216,21 +216,14 @@ def test_summary_records_stay_under_16_kib_even_for_oom_killed(spawn_workload) -
     asyncio.run(watcher._snapshot(force=True))
     assert watcher.last_snapshot is not None
     watcher._emit_full("threshold_crossed", watcher.last_snapshot, Measure(1.5, "crossed"))
-    kernel_log = state.services.kernel_log
-    kernel_log.pids_are_ours = True
-    kernel_log.reports[workload.pid] = (
-        OomKillReport(
-            pid=workload.pid,
-            name="python",
-            evidence=("killed",),
-            usec_since_boot=monotonic_usec(),
-            constraint="CONSTRAINT_MEMCG",
-            oom_memcg="/" + "a" * 200,
-            task_memcg="/" + "a" * 200,
-            total_vm_kb=10**9,
-            anon_rss_kb=10**8,
-        ),
-        time.monotonic(),
+    plant_kill(
+        state,
+        workload.pid,
+        constraint="CONSTRAINT_MEMCG",
+        oom_memcg="/" + "a" * 200,
+        task_memcg="/" + "a" * 200,
+        total_vm_kb=10**9,
+        anon_rss_kb=10**8,
     )
     watcher._ended(Liveness(Verdict.EXITED, None, "gone"))
     events = [json.loads(line)["event"] for line in collector.lines]
