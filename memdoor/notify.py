@@ -29,10 +29,6 @@ class Notifier:
             except OSError as exc:
                 self._report(f"cannot connect to NOTIFY_SOCKET: {exc}")
 
-    @property
-    def active(self) -> bool:
-        return self._notifier is not None
-
     def send(self, *assignments: str) -> None:
         if self._notifier is None:
             return

@@ -347,17 +347,6 @@ def read_oom_kill_count(cg: MemoryCgroup) -> Union[int, Unreadable]:
     return values["oom_kill"]
 
 
-def read_vmstat_oom_kill(proc_root: str = "/proc") -> Union[int, Unreadable]:
-    """The system-wide OOM kill count (4.13+), counting kills outside any watched cgroup too."""
-    path = f"{proc_root}/vmstat"
-    values = read_parsed(path, parse_flat_keyed)
-    if isinstance(values, Unreadable):
-        return values
-    if "oom_kill" not in values:
-        return malformed(path, "no oom_kill line (kernels before 4.13 do not count kills)")
-    return values["oom_kill"]
-
-
 def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupMemory, Unreadable]:
     """Everything a snapshot reports about the cgroup; costs a few small reads per ancestor."""
     files = _files(cg)
