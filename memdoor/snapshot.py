@@ -38,8 +38,6 @@ from memdoor.procfs.net import Socket
 from memdoor.procfs.status import ProcStatus
 
 SECTIONS = ("memory", "oom", "tree", "mappings", "connections")
-# stat states of a task that has exited: zombie, dead.
-EXITED_STATES = ("Z", "X")
 
 
 @dataclass
@@ -88,7 +86,7 @@ def take_snapshot(
     if isinstance(stat, Unreadable):
         problems.append(stat)
         return snapshot
-    if stat.state in EXITED_STATES:
+    if stat.exited:
         # A zombie keeps its stat but has no memory, mappings or fds left:
         # reading on would report an empty process as if it were alive.
         problems.append(_exited(pid, proc, "the process has exited (zombie)"))
@@ -170,7 +168,7 @@ def _check_still_same(snapshot: Snapshot, start_ticks: int, proc: str) -> None:
                 after.what, after.reason, f"process exited during the snapshot: {after.detail}"
             )
         )
-    elif after.state in EXITED_STATES:
+    elif after.exited:
         snapshot.problems.append(_exited(pid, proc, "process exited during the snapshot (zombie)"))
     elif after.start_ticks != start_ticks:
         snapshot.problems.append(_reused(pid, proc, start_ticks, after.start_ticks))

@@ -49,7 +49,7 @@ def check_process(
         if stat.reason == "vanished":
             return Liveness(Verdict.EXITED, None, f"pid {pid} no longer exists")
         return Liveness(Verdict.UNVERIFIABLE, None, f"{stat.what}: {stat.reason} ({stat.detail})")
-    if stat.state in ("Z", "X"):
+    if stat.exited:
         return Liveness(Verdict.EXITED, stat, f"pid {pid} has exited (zombie)")
     if start_ticks is not None and stat.start_ticks != start_ticks:
         return Liveness(

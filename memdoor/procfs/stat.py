@@ -20,6 +20,11 @@ class ProcStat:
     ppid: int
     start_ticks: int
 
+    @property
+    def exited(self) -> bool:
+        """Zombie (Z) or dead (X): the task is gone though its pid still answers."""
+        return self.state in ("Z", "X")
+
 
 # Field positions counted after the closing parenthesis of comm: state is
 # field 3 of stat(5), so index 0 here; ppid is 4 -> 1; starttime is 22 -> 19.
