@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from memdoor.collect.identity import read_exe
-from memdoor.collect.liveness import exe_matches
 from memdoor.collect.reading import Unreadable, malformed, read_text
 
 
@@ -44,7 +43,9 @@ def processes_running(exe: str, proc: str = "/proc") -> Resolution:
         entries = os.listdir(proc)
     except OSError as exc:
         return Resolution(problem=Unreadable(proc, "error", exc.strerror or str(exc)))
-    wanted = os.path.realpath(exe)
+    # The kernel reports the resolved path; resolve the wanted one once per scan,
+    # not once per process (exe_matches would, for every process on the host).
+    wanted = (exe, os.path.realpath(exe))
     pids = []
     for entry in entries:
         if not entry.isdigit():
@@ -52,7 +53,7 @@ def processes_running(exe: str, proc: str = "/proc") -> Resolution:
         found = read_exe(int(entry), proc)
         if isinstance(found, Unreadable):
             continue
-        if found[0] == wanted or exe_matches(found[0], exe):
+        if found[0] in wanted:
             pids.append(int(entry))
     return Resolution(pids=sorted(pids))
 
