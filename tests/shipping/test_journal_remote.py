@@ -35,6 +35,7 @@ import pytest
 
 from tests.journald import RealJournald, running_journald
 from tests.shipping.real_records import MANY_MAPPINGS, Watch, record_oom_kill
+from tests.shipping.shippers import stop
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 JOURNAL_UPLOAD = "/lib/systemd/systemd-journal-upload"
@@ -178,12 +179,7 @@ def journal_remote(collector: str, output: Path, log: Path) -> Iterator[subproce
             time.sleep(0.05)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, _TIMEOUT)
 
 
 def upload(host: str, journald: RealJournald, state: Path) -> None:
