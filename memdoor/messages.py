@@ -17,14 +17,29 @@ def human_kb(kb: int) -> str:
     return f"{kb / (1024 * 1024):.1f} GiB"
 
 
+def against_threshold(percent: float, threshold: int) -> str:
+    """'53% >= 50%', or '49.6% < 50%': whole percents read best, but not when
+    rounding would print "50% < 50%", nor for the small figures of large hosts."""
+    relation = ">=" if percent >= threshold else "<"
+    shown = f"{percent:.0f}" if percent >= 10 and round(percent) != threshold else f"{percent:.1f}"
+    return f"{shown}% {relation} {threshold}%"
+
+
 def usage_line(
     target: str, pid: int, rss_kb: Optional[int], percent: Optional[float], threshold: int
 ) -> str:
     """'myapp pid 8893 RSS 3.4 GiB = 53% >= 50%' (or '<' below the threshold)."""
     if rss_kb is None or percent is None:
         return f"{target} pid {pid} RSS unavailable (threshold {threshold}%)"
-    relation = ">=" if percent >= threshold else "<"
-    # Whole percents read best, but not when rounding would make 49.6% < 50%
-    # print as "50% < 50%", nor for the small figures of large hosts.
-    shown = f"{percent:.0f}" if percent >= 10 and round(percent) != threshold else f"{percent:.1f}"
-    return f"{target} pid {pid} RSS {human_kb(rss_kb)} = {shown}% {relation} {threshold}%"
+    return f"{target} pid {pid} RSS {human_kb(rss_kb)} = {against_threshold(percent, threshold)}"
+
+
+def cgroup_usage_line(
+    target: str, pid: int, cgroup: str, usage_kb: int, limit_kb: int, threshold: int
+) -> str:
+    """'myapp pid 8893 cgroup /app.service 200.0 MiB of 256.0 MiB = 78% >= 50%'."""
+    percent = usage_kb * 100.0 / limit_kb
+    return (
+        f"{target} pid {pid} cgroup {cgroup} {human_kb(usage_kb)} of {human_kb(limit_kb)} = "
+        f"{against_threshold(percent, threshold)}"
+    )

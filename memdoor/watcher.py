@@ -33,7 +33,7 @@ from memdoor.collect.liveness import Liveness, Verdict, check_process
 from memdoor.collect.memory import read_rss_kb, usage_percent
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
-from memdoor.messages import human_kb, usage_line
+from memdoor.messages import cgroup_usage_line, human_kb, usage_line
 from memdoor.oom_evidence import KernelLog, boottime_offset_usec, kill_dict, wall_time_of
 from memdoor.pressure import PressureHub
 from memdoor.procfs.kmsg import OomKillReport
@@ -305,13 +305,16 @@ class ProcessWatcher:
             return None
         percent = usage * 100.0 / watch.limit_bytes
         self._current_kb = usage // 1024
-        shown = f"{percent:.0f}" if percent >= 10 else f"{percent:.1f}"
-        relation = ">=" if percent >= self.target.threshold else "<"
         return Measure(
             percent,
-            f"{self.target.name} pid {self.pid} cgroup {watch.limit.path} "
-            f"{human_kb(usage // 1024)} of {human_kb(watch.limit_bytes // 1024)} = {shown}% "
-            f"{relation} {self.target.threshold}%",
+            cgroup_usage_line(
+                self.target.name,
+                self.pid,
+                watch.limit.path,
+                usage // 1024,
+                watch.limit_bytes // 1024,
+                self.target.threshold,
+            ),
         )
 
     async def _snapshot(self, force: bool = False) -> Optional[Snapshot]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from memdoor.messages import human_kb, usage_line
+from memdoor.messages import cgroup_usage_line, human_kb, usage_line
 from memdoor.records import LEADING_KEYS, SCHEMA_VERSION, build_logger
 from memdoor.sinks.journal_fields import RECORD_FIELD, journal_fields
 from memdoor.sinks.journal_protocol import valid_field_name
@@ -110,3 +110,14 @@ def test_every_event_has_a_stable_distinct_message_id() -> None:
     assert sorted(MESSAGE_IDS) == sorted(events)
     assert len(set(MESSAGE_IDS.values())) == len(MESSAGE_IDS)
     assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in MESSAGE_IDS.values())
+
+
+def test_cgroup_usage_line_never_rounds_across_the_threshold() -> None:
+    assert (
+        cgroup_usage_line("a", 1, "/app.service", 102 * 1024, 256 * 1024, 40)
+        == "a pid 1 cgroup /app.service 102.0 MiB of 256.0 MiB = 39.8% < 40%"
+    )
+    assert (
+        cgroup_usage_line("a", 1, "/x", 200 * 1024, 256 * 1024, 50)
+        == "a pid 1 cgroup /x 200.0 MiB of 256.0 MiB = 78% >= 50%"
+    )
