@@ -87,9 +87,9 @@ def take_snapshot(
         problems.append(stat)
         return snapshot
     if stat.exited:
-        # A zombie keeps its stat but has no memory, mappings or fds left:
-        # reading on would report an empty process as if it were alive.
-        problems.append(_exited(pid, proc, "the process has exited (zombie)"))
+        # An exiting task is freeing its memory and a zombie has none left:
+        # reading on would report a torn or empty process as if it were alive.
+        problems.append(_exited(pid, proc, f"the process has exited ({stat.exit_stage})"))
         return snapshot
     if expected_start_ticks is not None and stat.start_ticks != expected_start_ticks:
         problems.append(_reused(pid, proc, expected_start_ticks, stat.start_ticks))
@@ -169,7 +169,9 @@ def _check_still_same(snapshot: Snapshot, start_ticks: int, proc: str) -> None:
             )
         )
     elif after.exited:
-        snapshot.problems.append(_exited(pid, proc, "process exited during the snapshot (zombie)"))
+        snapshot.problems.append(
+            _exited(pid, proc, f"process exited during the snapshot ({after.exit_stage})")
+        )
     elif after.start_ticks != start_ticks:
         snapshot.problems.append(_reused(pid, proc, start_ticks, after.start_ticks))
         snapshot.identity = snapshot.memory = snapshot.oom = snapshot.cgroup = None

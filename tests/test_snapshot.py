@@ -14,6 +14,7 @@ from typing import Any, Union
 
 import pytest
 
+from memdoor.collect.cgroup import find_cgroup_mounts, memory_cgroup_of
 from memdoor.collect.identity import read_stat
 from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor
@@ -30,7 +31,7 @@ from tests.collect.trees import (
     TRUNCATED_SMAPS,
     deny,
 )
-from tests.collect.zombie import zombie
+from tests.collect.zombie import killed_while_large, zombie
 from tests.ss import kernel_state, needs_ss, ss_connections
 from tests.workload import SpawnWorkload, Workload
 
@@ -208,7 +209,7 @@ def test_pid_reused_during_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None
         stat = read_stat(pid, proc)
         assert isinstance(stat, ProcStat)
         if reads:
-            stat = ProcStat(stat.pid, "newcomer", "S", 1, stat.start_ticks + 500)
+            stat = ProcStat(stat.pid, "newcomer", "S", 1, stat.start_ticks + 500, stat.flags)
         reads.append(stat)
         return stat
 
@@ -247,6 +248,17 @@ def test_zombie_in_a_tree(copied_tree: Path) -> None:
     assert snapshot.memory is None and snapshot.mappings is None
 
 
+def test_exiting_task_in_a_tree(copied_tree: Path) -> None:
+    stat = copied_tree / str(COMPLETE) / "stat"
+    stat.write_text(stat.read_text().replace(" 4194304 ", " 4194308 "))
+    snapshot = take_snapshot(COMPLETE, proc=str(copied_tree))
+    assert [(p.reason, p.detail) for p in snapshot.problems] == [
+        ("vanished", "the process has exited (exiting)")
+    ]
+    assert snapshot.gone
+    assert snapshot.memory is None and snapshot.mappings is None
+
+
 # --- real processes ----------------------------------------------------------
 
 
@@ -257,6 +269,25 @@ def test_real_zombie_is_gone_not_empty() -> None:
     assert problems_of(snapshot) == [(f"/proc/{pid}/stat", "vanished")]
     assert snapshot.gone
     assert snapshot.memory is None and snapshot.mappings is None
+
+
+def test_real_large_process_being_freed_is_gone_not_torn() -> None:
+    """While the kernel frees a killed process's memory its RSS falls and cgroup v1 already
+    names the root cgroup: no snapshot may carry those figures as the process's."""
+    layout = find_cgroup_mounts()
+    assert not isinstance(layout, Unreadable)
+    ours = memory_cgroup_of(os.getpid(), layout)
+    assert not isinstance(ours, Unreadable)
+    snapshots = []
+    with killed_while_large() as pid:
+        while not snapshots or not snapshots[-1].gone:
+            snapshots.append(take_snapshot(pid, ("memory",), cgroups=layout))
+    *alive, dead = snapshots
+    for snapshot in alive:
+        assert snapshot.cgroup is not None and snapshot.cgroup.cgroup.path == ours.path
+    (problem,) = dead.problems
+    assert problem.reason == "vanished"
+    assert problem.detail.endswith(("(exiting)", "(zombie)")), problem
 
 
 def test_real_process_that_exited_before_the_snapshot(spawn_workload: SpawnWorkload) -> None:

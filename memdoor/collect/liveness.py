@@ -1,7 +1,7 @@
 """Is this pid still the process we were watching?
 
 Checked before every cycle so a report never describes another program: the pid
-must still exist, not be a zombie, run the expected executable, and (once
+must still exist, not be exiting or a zombie, run the expected executable, and (once
 known) have the same start time — a new process that reused the pid and even
 runs the same binary is still not the one we watched.
 """
@@ -50,7 +50,7 @@ def check_process(
             return Liveness(Verdict.EXITED, None, f"pid {pid} no longer exists")
         return Liveness(Verdict.UNVERIFIABLE, None, f"{stat.what}: {stat.reason} ({stat.detail})")
     if stat.exited:
-        return Liveness(Verdict.EXITED, stat, f"pid {pid} has exited (zombie)")
+        return Liveness(Verdict.EXITED, stat, f"pid {pid} has exited ({stat.exit_stage})")
     if start_ticks is not None and stat.start_ticks != start_ticks:
         return Liveness(
             Verdict.REUSED,

@@ -1,4 +1,5 @@
-"""Parse /proc/PID/stat for the parent pid and the start time that identifies a process.
+"""Parse /proc/PID/stat for the parent pid, whether the task is exiting, and the start time
+that identifies a process.
 
 A pid alone does not identify a process: pids are reused. The pair (pid,
 starttime) does, because starttime (clock ticks since boot) cannot repeat for
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 
 from memdoor.procfs.errors import ParseError
 
+# include/linux/sched.h: set by do_exit() before it frees the task's memory.
+PF_EXITING = 0x00000004
+
 
 @dataclass(frozen=True)
 class ProcStat:
@@ -19,16 +23,35 @@ class ProcStat:
     state: str
     ppid: int
     start_ticks: int
+    flags: int
+
+    @property
+    def exiting(self) -> bool:
+        """In do_exit() but not yet a zombie, which lasts a while for a large process.
+
+        Freeing the memory of a process that held gigabytes takes hundreds of
+        milliseconds, longer while the OOM reaper competes for it. Meanwhile the
+        state letter still says R or D, RSS falls, and on cgroup v1 the kernel
+        already shows the task in the root cgroup (proc_cgroup_show), so a
+        snapshot taken then is a half-freed process in the wrong cgroup.
+        """
+        return bool(self.flags & PF_EXITING)
 
     @property
     def exited(self) -> bool:
-        """Zombie (Z) or dead (X): the task is gone though its pid still answers."""
-        return self.state in ("Z", "X")
+        """Zombie (Z), dead (X) or exiting: the task is gone though its pid still answers."""
+        return self.state in ("Z", "X") or self.exiting
+
+    @property
+    def exit_stage(self) -> str:
+        """How far an exited task has got, for the records that say it is gone."""
+        return "exiting" if self.state not in ("Z", "X") else "zombie"
 
 
 # Field positions counted after the closing parenthesis of comm: state is
-# field 3 of stat(5), so index 0 here; ppid is 4 -> 1; starttime is 22 -> 19.
-_STATE, _PPID, _STARTTIME = 0, 1, 19
+# field 3 of stat(5), so index 0 here; ppid is 4 -> 1; flags is 9 -> 6;
+# starttime is 22 -> 19.
+_STATE, _PPID, _FLAGS, _STARTTIME = 0, 1, 6, 19
 
 
 def parse_stat(text: str) -> ProcStat:
@@ -50,6 +73,7 @@ def parse_stat(text: str) -> ProcStat:
             state=rest[_STATE],
             ppid=int(rest[_PPID]),
             start_ticks=int(rest[_STARTTIME]),
+            flags=int(rest[_FLAGS]),
         )
     except ValueError as exc:
         raise ParseError(f"stat: {exc}") from exc

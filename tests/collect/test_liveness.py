@@ -8,7 +8,7 @@ import pytest
 
 from memdoor.collect.liveness import Verdict, check_process, exe_matches
 from tests.collect.trees import COMPLETE, MISSING, MODERN, deny
-from tests.collect.zombie import zombie
+from tests.collect.zombie import killed_while_large, zombie
 from tests.workload import SpawnWorkload
 
 
@@ -52,6 +52,19 @@ def test_zombie_in_a_tree_has_exited(copied_tree: Path) -> None:
     )
 
 
+def test_exiting_task_in_a_tree_has_exited(copied_tree: Path) -> None:
+    """State R with PF_EXITING (0x4) in flags, as a large process shows while it frees memory."""
+    stat = copied_tree / str(COMPLETE) / "stat"
+    stat.write_text(
+        stat.read_text().replace("(sleep) S", "(sleep) R").replace(" 4194304 ", " 4194308 ")
+    )
+    liveness = check_process(COMPLETE, "/usr/bin/sleep", None, str(copied_tree))
+    assert (liveness.verdict, liveness.detail) == (
+        Verdict.EXITED,
+        f"pid {COMPLETE} has exited (exiting)",
+    )
+
+
 def test_exe_gone_between_reads_has_exited(copied_tree: Path) -> None:
     (copied_tree / str(COMPLETE) / "exe").unlink()
     assert check_process(COMPLETE, "/usr/bin/sleep", None, str(copied_tree)).verdict is (
@@ -89,6 +102,21 @@ def test_real_process_through_its_life(spawn_workload: SpawnWorkload) -> None:
     assert check_process(workload.pid, exe, first.stat.start_ticks + 1).verdict is Verdict.REUSED
     workload.stop()
     assert check_process(workload.pid, exe, first.stat.start_ticks).verdict is Verdict.EXITED
+
+
+def test_real_large_process_is_gone_from_the_kill_not_from_the_reaping() -> None:
+    """Alive until the kill is taken, then never alive again while the memory is freed."""
+    readings: list[tuple[Verdict, str]] = []
+    with killed_while_large() as pid:
+        while not readings or readings[-1][1] != "Z":
+            liveness = check_process(pid, None, None)
+            assert liveness.stat is not None
+            readings.append((liveness.verdict, liveness.stat.state))
+    verdicts = [verdict for verdict, _ in readings]
+    runs = [verdict for i, verdict in enumerate(verdicts) if i == 0 or verdicts[i - 1] != verdict]
+    assert runs in ([Verdict.SAME, Verdict.EXITED], [Verdict.EXITED]), runs
+    # Not a zombie yet, still freeing its memory: already gone.
+    assert any(verdict is Verdict.EXITED and state != "Z" for verdict, state in readings)
 
 
 def test_real_zombie_has_exited() -> None:

@@ -8,7 +8,9 @@ from memdoor.procfs.errors import ParseError
 from memdoor.procfs.stat import ProcStat, parse_stat
 from tests.procfs.recorded import damaged, fuzz, prefixes, recorded_text, value_or_parse_error
 
-SLEEP = ProcStat(pid=7340, comm="sleep", state="S", ppid=7338, start_ticks=109550)
+SLEEP = ProcStat(
+    pid=7340, comm="sleep", state="S", ppid=7338, start_ticks=109550, flags=0x400000
+)
 
 
 def test_recorded_process() -> None:
@@ -18,14 +20,38 @@ def test_recorded_process() -> None:
 def test_comm_with_spaces_and_parentheses() -> None:
     # Recorded after writing "my) proc (x" to /proc/self/comm.
     assert parse_stat(recorded_text("stat_comm_paren")) == ProcStat(
-        pid=7344, comm="my) proc (x", state="R", ppid=7343, start_ticks=109583
+        pid=7344, comm="my) proc (x", state="R", ppid=7343, start_ticks=109583, flags=0x400040
     )
 
 
 def test_kernel_thread() -> None:
     assert parse_stat(recorded_text("stat_kthread")) == ProcStat(
-        pid=2, comm="kthreadd", state="S", ppid=0, start_ticks=23
+        pid=2, comm="kthreadd", state="S", ppid=0, start_ticks=23, flags=0x208040
     )
+
+
+def test_live_process_has_not_exited() -> None:
+    assert not SLEEP.exited
+
+
+@pytest.mark.parametrize(
+    ("state", "flags", "stage"),
+    [
+        # Recorded on this kernel from a 3 GiB process after SIGKILL: state R,
+        # PF_EXITING set for thousands of reads, then the zombie.
+        ("R", 0x400044, "exiting"),
+        ("D", 0x400044, "exiting"),
+        ("Z", 0x400044, "zombie"),
+        ("Z", 0x400040, "zombie"),
+        ("X", 0x400044, "zombie"),
+    ],
+)
+def test_exiting_and_zombie_tasks_have_exited(state: str, flags: int, stage: str) -> None:
+    text = recorded_text("stat").replace(") S ", f") {state} ").replace(" 4194304 ", f" {flags} ")
+    parsed = parse_stat(text)
+    assert (parsed.state, parsed.flags) == (state, flags)
+    assert parsed.exited
+    assert parsed.exit_stage == stage
 
 
 def test_empty_comm() -> None:
