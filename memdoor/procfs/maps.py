@@ -36,7 +36,8 @@ class Mapping(NamedTuple):
 # Every header is matched after a newline instead of with ^ and re.M: a pattern
 # that starts with a literal lets the regex engine jump between newlines in C,
 # about five times faster on a 14 MB smaps than trying ^ at every position.
-# Callers search b"\n" + data so the first line has its newline too.
+# Callers search b"\n" + data so the first line has its newline too, or match
+# the first line on its own.
 HEADER_BODY = (
     rb"([0-9a-f]+)-([0-9a-f]+) ([-rwxsp]{4}) ([0-9a-f]+) "
     rb"([0-9a-f]+:[0-9a-f]+) (\d+)(?: +([^\n]*))?(?=\n)"
@@ -50,22 +51,38 @@ def check_complete(data: bytes, what: str) -> None:
         raise ParseError(f"{what}: last line has no newline (read cut short)")
 
 
-def mapping_from_match(match: re.Match[bytes], rss_kb: Optional[int] = None) -> Mapping:
-    return mapping_from_groups(match.groups()[:7], rss_kb)
+class Names(dict[bytes, str]):
+    """The strings of one parse (permissions, devices, paths), each decoded once.
+
+    A process's mappings repeat a handful of permissions and devices and a few
+    hundred paths, so looking the bytes up is cheaper than decoding every
+    field. The strings are interned: the daemon keeps a snapshot of every
+    watched process, and the same libraries repeat across all of them.
+    """
+
+    def __missing__(self, raw: bytes) -> str:
+        text = self[raw] = sys.intern(raw.decode("utf-8", "surrogateescape"))
+        return text
 
 
-def mapping_from_groups(groups: Sequence[Any], rss_kb: Optional[int] = None) -> Mapping:
-    """Strings are interned: the daemon keeps a snapshot of every watched process,
-    and the same libraries, permissions and devices repeat across all of them."""
+def mapping_from_match(
+    match: re.Match[bytes], names: Names, rss_kb: Optional[int] = None
+) -> Mapping:
+    return mapping_from_groups(match.groups(b"")[:7], names, rss_kb)
+
+
+def mapping_from_groups(
+    groups: Sequence[Any], names: Names, rss_kb: Optional[int] = None
+) -> Mapping:
     start, end, perms, offset, dev, inode, path = groups
     return Mapping(
         int(start, 16),
         int(end, 16),
-        sys.intern(perms.decode()),
+        names[perms],
         int(offset, 16),
-        sys.intern(dev.decode()),
+        names[dev],
         int(inode),
-        sys.intern(path.decode("utf-8", "surrogateescape")) if path else "",
+        names[path],
         rss_kb,
     )
 
@@ -79,7 +96,8 @@ def parse_maps(data: bytes) -> list[Mapping]:
     complete header, with a wrong inode or path.
     """
     check_complete(data, "maps")
-    mappings = [mapping_from_groups(g) for g in HEADER.findall(b"\n" + data)]
+    names = Names()
+    mappings = [mapping_from_groups(g, names) for g in HEADER.findall(b"\n" + data)]
     lines = data.count(b"\n")
     if len(mappings) != lines:
         raise ParseError(f"maps: {lines - len(mappings)} of {lines} lines are not mapping headers")

@@ -94,37 +94,37 @@ def parse_net_table(
 
     Filtering while parsing matters: net/tcp holds the whole namespace's
     sockets, often thousands, of which a process owns a few. Rows that do not
-    match the documented layout raise ParseError, except the header line, and
+    match the documented layout raise ParseError (blank ones too: the kernel
+    writes none), except the header line, and
     so does text whose last row has no newline: a row cut inside its inode
     still matches, with a wrong inode.
     """
     if text and not text.endswith("\n"):
         raise ParseError(f"net/{protocol}: last row has no newline (read cut short)")
-    rows = text.splitlines()[1:]
     matches = _ROW.findall("\n" + text)
-    if len(matches) != sum(1 for row in rows if row.strip()):
+    if len(matches) != max(text.count("\n") - 1, 0):
         raise ParseError(f"net/{protocol}{'6' if family == 6 else ''}: malformed row")
+    expected_len = 8 if family == 4 else 32
     sockets = []
     for local_hex, local_port, remote_hex, remote_port, state, tx, rx, inode_text in matches:
         inode = int(inode_text)
         if wanted_inodes is not None and inode not in wanted_inodes:
             continue
-        expected_len = 8 if family == 4 else 32
         if len(local_hex) != expected_len or len(remote_hex) != expected_len:
             raise ParseError(f"net: address length does not match IPv{family}")
         state_number = int(state, 16)
         sockets.append(
             Socket(
-                protocol=protocol,
-                family=family,
-                state=TCP_STATES.get(state_number, f"UNKNOWN_{state_number}"),
-                local_address=decode_address(local_hex),
-                local_port=int(local_port, 16),
-                remote_address=decode_address(remote_hex),
-                remote_port=int(remote_port, 16),
-                tx_queue=int(tx, 16),
-                rx_queue=int(rx, 16),
-                inode=inode,
+                protocol,
+                family,
+                TCP_STATES.get(state_number, f"UNKNOWN_{state_number}"),
+                decode_address(local_hex),
+                int(local_port, 16),
+                decode_address(remote_hex),
+                int(remote_port, 16),
+                int(tx, 16),
+                int(rx, 16),
+                inode,
             )
         )
     return sockets

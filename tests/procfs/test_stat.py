@@ -8,9 +8,7 @@ from memdoor.procfs.errors import ParseError
 from memdoor.procfs.stat import ProcStat, parse_stat
 from tests.procfs.recorded import damaged, fuzz, prefixes, recorded_text, value_or_parse_error
 
-SLEEP = ProcStat(
-    pid=7340, comm="sleep", state="S", ppid=7338, start_ticks=109550, flags=0x400000
-)
+SLEEP = ProcStat(pid=7340, comm="sleep", state="S", ppid=7338, start_ticks=109550, flags=0x400000)
 
 
 def test_recorded_process() -> None:
