@@ -117,7 +117,6 @@ def _read_memory(pid: int, problems: list[Unreadable], proc: str) -> Optional[Me
     meminfo: Union[MemInfo, Unreadable] = read_meminfo(proc)
     if isinstance(meminfo, Unreadable):
         problems.append(meminfo)
-        return None
     status: Union[ProcStatus, Unreadable] = read_status(pid, proc)
     if isinstance(status, Unreadable):
         problems.append(status)
@@ -125,7 +124,7 @@ def _read_memory(pid: int, problems: list[Unreadable], proc: str) -> Optional[Me
     if isinstance(rollup, Unreadable):
         problems.append(rollup)
     return build_memory_figures(
-        meminfo,
+        meminfo if isinstance(meminfo, MemInfo) else None,
         status if isinstance(status, ProcStatus) else None,
         rollup[0] if isinstance(rollup, tuple) else None,
         rollup[1] if isinstance(rollup, tuple) else None,

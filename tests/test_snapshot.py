@@ -179,6 +179,24 @@ def test_a_denied_file_is_listed_and_the_rest_kept(
             assert partial[key] == complete[key], key
 
 
+def test_a_denied_meminfo_keeps_the_process_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    complete = take_snapshot(COMPLETE, proc=MODERN).memory
+    deny(monkeypatch, f"{MODERN}/meminfo")
+    memory = take_snapshot(COMPLETE, proc=MODERN).memory
+    assert complete is not None and complete.mem_total_kb and complete.usage_percent
+    assert memory is not None
+    assert (memory.mem_total_kb, memory.mem_available_kb, memory.usage_percent) == (
+        None,
+        None,
+        None,
+    )
+    assert (memory.rss_kb, memory.pss_kb, memory.uss_kb) == (
+        complete.rss_kb,
+        complete.pss_kb,
+        complete.uss_kb,
+    )
+
+
 def test_vanished_process() -> None:
     snapshot = take_snapshot(MISSING, proc=MODERN)
     assert problems_of(snapshot) == [(f"{MODERN}/{MISSING}/stat", "vanished")]

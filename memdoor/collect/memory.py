@@ -22,9 +22,13 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 @dataclass(frozen=True)
 class MemoryFigures:
-    """All sizes in kB. Figures a file could not give stay None; the snapshot says why."""
+    """All sizes in kB. Figures a file could not give stay None; the snapshot says why.
 
-    mem_total_kb: int
+    The system's figures come from /proc/meminfo and the process's from its own
+    files: either side can fail alone, and the other is still worth reporting.
+    """
+
+    mem_total_kb: Optional[int]
     mem_available_kb: Optional[int]
     rss_kb: Optional[int]
     rss_anon_kb: Optional[int]
@@ -39,7 +43,7 @@ class MemoryFigures:
     @property
     def usage_percent(self) -> Optional[float]:
         """The seed's rule: RSS / MemTotal * 100."""
-        if self.rss_kb is None:
+        if self.rss_kb is None or self.mem_total_kb is None:
             return None
         return usage_percent(self.rss_kb, self.mem_total_kb)
 
@@ -84,15 +88,15 @@ def read_rollup(pid: int, proc: str = "/proc") -> Union[tuple[MemoryRollup, str]
 
 
 def build_memory_figures(
-    meminfo: MemInfo,
+    meminfo: Optional[MemInfo],
     status: Optional[ProcStatus],
     rollup: Optional[MemoryRollup],
     rollup_source: Optional[str],
 ) -> MemoryFigures:
     """Combine what could be read; RSS comes from status, as the seed's threshold rule does."""
     return MemoryFigures(
-        mem_total_kb=meminfo.total_kb,
-        mem_available_kb=meminfo.available_kb,
+        mem_total_kb=meminfo.total_kb if meminfo else None,
+        mem_available_kb=meminfo.available_kb if meminfo else None,
         rss_kb=status.vm_rss_kb if status else None,
         rss_anon_kb=status.rss_anon_kb if status else None,
         rss_file_kb=status.rss_file_kb if status else None,

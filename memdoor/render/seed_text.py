@@ -52,7 +52,7 @@ def memory_section(memory: Optional[MemoryFigures], oom: Optional[OomScores]) ->
     if memory is not None:
         percent = memory.usage_percent
         lines += [
-            f"Total System Memory: {memory.mem_total_kb} kB",
+            f"Total System Memory: {_kb(memory.mem_total_kb)}",
             f"Available System Memory: {_kb(memory.mem_available_kb)}",
             f"Process RSS Memory Usage: {_kb(memory.rss_kb)}",
             f"Process RSS Anonymous: {_kb(memory.rss_anon_kb)}",

@@ -195,6 +195,14 @@ def test_memory_section_keeps_the_seeds_lines_in_order() -> None:
     assert "Process Memory Usage Percentage: 53.24%" in lines
 
 
+def test_memory_section_without_meminfo() -> None:
+    memory = MemoryFigures(None, None, 3615104, None, None, None, None, None, None, None, None)
+    lines = memory_section(memory, None)
+    assert "Total System Memory: unavailable" in lines
+    assert "Process RSS Memory Usage: 3615104 kB" in lines
+    assert "Process Memory Usage Percentage: unavailable" in lines
+
+
 def test_problem_lines() -> None:
     problems = [Unreadable("/proc/5/smaps", "denied", "Permission denied")]
     assert problem_section(problems)[1:] == ["/proc/5/smaps: denied (Permission denied)"]
