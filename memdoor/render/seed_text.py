@@ -25,9 +25,19 @@ BELOW_THRESHOLD = (
     "Process memory usage is not equal to or greater than input memory pressure threshold"
 )
 MAPPING_HEADER = "START ADDRESS     SIZE                PERM  DEV    INODE      FILE PATH"
-CONNECTION_HEADER = (
-    "PROT STATE        LOCAL ADDRESS         REMOTE ADDRESS        TX QUEUE    RX QUEUE    "
-)
+# The seed's address columns fit "255.255.255.255:65535"; IPv6 endpoints run to
+# 47 characters, so a section with longer ones widens both columns to fit.
+ADDRESS_WIDTH = 21
+
+
+def connection_header(address_width: int = ADDRESS_WIDTH) -> str:
+    return (
+        f"PROT STATE        {'LOCAL ADDRESS':<{address_width}} "
+        f"{'REMOTE ADDRESS':<{address_width}} TX QUEUE    RX QUEUE    "
+    )
+
+
+CONNECTION_HEADER = connection_header()
 
 
 def report_time(epoch: float) -> str:
@@ -112,16 +122,19 @@ def mapping_section(mappings: Iterable[Mapping]) -> list[str]:
     return lines
 
 
-def connection_line(s: Socket) -> str:
+def connection_line(s: Socket, address_width: int = ADDRESS_WIDTH) -> str:
     return (
         f"{s.protocol.upper() + ('6' if s.family == 6 else ''):<4} {s.state:<12} "
-        f"{s.local:<21} {s.remote:<21} {s.tx_queue:<11} {s.rx_queue:<11} "
+        f"{s.local:<{address_width}} {s.remote:<{address_width}} "
+        f"{s.tx_queue:<11} {s.rx_queue:<11} "
     )
 
 
 def connection_section(connections: Iterable[Socket]) -> list[str]:
-    lines = ["##### PROCESS NETWORK CONNECTION INFORMATION #####", CONNECTION_HEADER]
-    lines += [connection_line(s) for s in connections]
+    sockets = list(connections)
+    width = max([ADDRESS_WIDTH] + [len(end) for s in sockets for end in (s.local, s.remote)])
+    lines = ["##### PROCESS NETWORK CONNECTION INFORMATION #####", connection_header(width)]
+    lines += [connection_line(s, width) for s in sockets]
     return lines
 
 

@@ -25,6 +25,7 @@ from memdoor.render.seed_text import (
     MAPPING_HEADER,
     below_threshold_report,
     connection_line,
+    connection_section,
     full_report,
     mapping_line,
     memory_section,
@@ -153,6 +154,28 @@ def test_connection_columns_start_under_their_headers() -> None:
             assert start == 0 or line[start - 1] == " "
 
 
+def test_long_ipv6_endpoints_widen_the_address_columns() -> None:
+    longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"
+    sockets = [
+        Socket("tcp", 4, "LISTEN", "127.0.0.1", 80, "0.0.0.0", 0, 0, 0, 1),
+        Socket("tcp", 6, "ESTABLISHED", longest, 65535, "fe80::1", 443, 7, 9, 2),
+    ]
+    _title, header, *lines = connection_section(sockets)
+    assert header.startswith("PROT STATE        LOCAL ADDRESS ")
+    remote_at, tx_at = header.index("REMOTE ADDRESS"), header.index("TX QUEUE")
+    assert remote_at - header.index("LOCAL ADDRESS") == len(f"[{longest}]:65535") + 1
+    for line, sock in zip(lines, sockets):
+        assert len(line) == len(header)
+        assert line[remote_at : remote_at + len(sock.remote)] == sock.remote
+        assert line[tx_at : tx_at + len(str(sock.tx_queue))] == str(sock.tx_queue)
+        assert line[remote_at - 1] == " " and line[tx_at - 1] == " "
+
+
+def test_ipv4_only_keeps_the_seeds_columns() -> None:
+    sock = Socket("tcp", 4, "ESTABLISHED", "255.255.255.255", 65535, "10.0.0.1", 80, 1, 2, 1)
+    assert connection_section([sock])[1:] == [SEED_CONNECTION_HEADER, connection_line(sock)]
+
+
 def test_connection_line_content() -> None:
     sock = Socket("tcp", 6, "LISTEN", "::1", 57439, "::", 0, 0, 2, 11434)
     assert connection_line(sock) == (
@@ -236,11 +259,13 @@ def test_full_report_of_the_recorded_process(timezone: Callable[[str], None]) ->
     )
     assert len(mapping_block) == 2 + 24
     connection_block = blocks[4].splitlines()
-    assert connection_block[1] == SEED_CONNECTION_HEADER
+    # Its longest endpoint, an IPv4-mapped IPv6 one, widens the seed's columns by 3.
+    assert "[::ffff:127.0.0.1]:53259 [::ffff:127.0.0.1]:55754 0" in blocks[4]
+    assert connection_block[1] == SEED_CONNECTION_HEADER.replace("ADDRESS  ", "ADDRESS     ")
     assert len(connection_block) == 2 + 12
     assert (
-        "TCP  LISTEN       127.0.0.1:36221       0.0.0.0:0             0           2           "
-        in connection_block
+        "TCP  LISTEN       127.0.0.1:36221          0.0.0.0:0                "
+        "0           2           " in connection_block
     )
     assert blocks[2].splitlines()[1:] == [
         "PID       NAME",
