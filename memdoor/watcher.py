@@ -22,6 +22,7 @@ from typing import Any, Optional, Union
 
 from memdoor.collect.cgroup import (
     CgroupLayout,
+    CgroupMemory,
     MemoryCgroup,
     memory_cgroup_of,
     read_cgroup_memory,
@@ -116,9 +117,15 @@ class CgroupWatch:
 
     def refresh(self) -> Optional[Unreadable]:
         figures = read_cgroup_memory(self.cgroup)
-        self.refreshed = time.monotonic()
         if isinstance(figures, Unreadable):
+            self.refreshed = time.monotonic()
             return figures
+        self.apply(figures)
+        return None
+
+    def apply(self, figures: CgroupMemory) -> None:
+        """Take the limit and the OOM count from figures read by refresh or by a snapshot."""
+        self.refreshed = time.monotonic()
         self.limit_bytes = figures.limit_bytes
         self.limit = (
             None
@@ -131,7 +138,6 @@ class CgroupWatch:
             )
         )
         self.oom_kills = figures.oom_counters.get("oom_kill")
-        return None
 
     def read_oom_kills(self) -> Optional[int]:
         count = read_oom_kill_count(self.cgroup)
@@ -159,6 +165,8 @@ class ProcessWatcher:
         self._kept_kb = 0
         self._fallback_reported = False
         self._kill: Optional[OomKillReport] = None
+        # (directory, limit in bytes) of the limit the wake-ups are registered for.
+        self._watched_limit: Optional[tuple[str, int]] = None
 
     @property
     def target(self) -> ResolvedTarget:
@@ -188,18 +196,40 @@ class ProcessWatcher:
         if hub is None:
             return
         self._subscribe(hub.watch_psi(f"{services.proc}/pressure/memory", self.wake))
-        watch = self.cgroup
-        if self.target.threshold_base != "cgroup":
+        self._watch_limit()
+
+    def _wake_on_limit(self) -> None:
+        """self.wake under another identity, so the limit's wake-ups can be dropped alone."""
+        self.wake()
+
+    def _watch_limit(self) -> None:
+        """Wake when the cgroup holding the limit nears it: again whenever the limit moves.
+
+        A v1 threshold is a byte value fixed at registration, and the limit that
+        applies can change or move to another ancestor (systemctl set-property,
+        a container runtime's update) while the process runs.
+        """
+        hub, watch = self.services.pressure, self.cgroup
+        if hub is None or self.target.threshold_base != "cgroup":
             return  # the cgroup's events say nothing about RSS against MemTotal
-        if watch is None or watch.limit is None or watch.limit_bytes is None:
+        limit = None
+        if watch is not None and watch.limit is not None and watch.limit_bytes:
+            limit = (watch.limit.directory, watch.limit_bytes)
+        if limit == self._watched_limit:
             return
+        if self._watched_limit is not None:
+            hub.unsubscribe(self._wake_on_limit)
+        self._watched_limit = limit
+        if limit is None or watch is None:
+            return
+        directory, limit_bytes = limit
         if watch.cgroup.version == 1:
-            threshold_bytes = watch.limit_bytes * self.target.threshold // 100
-            self._subscribe(hub.watch_v1_usage(watch.limit.directory, threshold_bytes, self.wake))
+            threshold_bytes = limit_bytes * self.target.threshold // 100
+            self._subscribe(hub.watch_v1_usage(directory, threshold_bytes, self._wake_on_limit))
         else:
-            self._subscribe(hub.watch_v2_events(watch.limit.directory, self.wake))
+            self._subscribe(hub.watch_v2_events(directory, self._wake_on_limit))
             self._subscribe(
-                hub.watch_psi(os.path.join(watch.limit.directory, "memory.pressure"), self.wake)
+                hub.watch_psi(os.path.join(directory, "memory.pressure"), self._wake_on_limit)
             )
 
     def _subscribe(self, outcome: Union[str, Unreadable]) -> None:
@@ -211,6 +241,7 @@ class ProcessWatcher:
     def detach(self) -> None:
         if self.services.pressure is not None:
             self.services.pressure.unsubscribe(self.wake)
+            self.services.pressure.unsubscribe(self._wake_on_limit)
 
     async def run(self) -> None:
         """Tick until the process is gone."""
@@ -290,6 +321,7 @@ class ProcessWatcher:
         watch = self.cgroup
         if watch is not None and time.monotonic() - watch.refreshed > CGROUP_REFRESH:
             watch.refresh()
+            self._watch_limit()
         if watch is None or watch.limit is None or not watch.limit_bytes:
             if not self._fallback_reported:
                 self._fallback_reported = True
@@ -343,8 +375,15 @@ class ProcessWatcher:
         if self.last_snapshot is None or not ended_during:
             self.last_snapshot = snapshot
             self._kept_kb = self._current_kb
-        if not ended_during and snapshot.cgroup is not None and self.cgroup is not None:
-            self.cgroup.oom_kills = snapshot.cgroup.oom_counters.get("oom_kill")
+        watch = self.cgroup
+        if (
+            not ended_during
+            and snapshot.cgroup is not None
+            and watch is not None
+            and snapshot.cgroup.cgroup.directory == watch.cgroup.directory
+        ):
+            watch.apply(snapshot.cgroup)
+            self._watch_limit()
         return snapshot
 
     def _ended_during(self, snapshot: Snapshot) -> bool:

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -38,7 +38,13 @@ class RecordingLog:
         return [event for _level, event, _fields in self.records]
 
 
-def make_state(pid: int, threshold: int = 1, count: Any = None, **overrides: Any) -> TargetState:
+def make_state(
+    pid: int,
+    threshold: int = 1,
+    count: Any = None,
+    services: Optional[Services] = None,
+    **overrides: Any,
+) -> TargetState:
     settings: dict[str, Any] = {
         "name": "t",
         "pid": pid,
@@ -56,7 +62,10 @@ def make_state(pid: int, threshold: int = 1, count: Any = None, **overrides: Any
         "sections": ("memory", "oom", "tree", "mappings", "connections"),
     }
     settings.update(overrides)
-    services = Services(mem_total=MemTotal(), cgroups=None, kernel_log=KernelLog(), pressure=None)
+    if services is None:
+        services = Services(
+            mem_total=MemTotal(), cgroups=None, kernel_log=KernelLog(), pressure=None
+        )
     return TargetState(
         target=ResolvedTarget(**settings),
         log=RecordingLog(),

@@ -1,0 +1,126 @@
+"""Wake-ups from the kernel, against a real memory cgroup the test creates.
+
+Each test fails by timing out: the wake-up it waits for never came. The
+cgroup v2 variants cannot run on these hybrid hosts (the memory controller is
+on v1) and skip there with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable
+from typing import Callable, Union
+
+import pytest
+
+from memdoor.collect.cgroup import find_cgroup_mounts
+from memdoor.collect.reading import Unreadable
+from memdoor.oom_evidence import KernelLog
+from memdoor.pressure import PressureHub, Wake
+from memdoor.system_memory import MemTotal
+from memdoor.watcher import ProcessWatcher, Services
+from tests.memcg import MIB, LiveCgroup, live_memory_cgroup
+from tests.test_watcher import identity_of, make_state
+
+# Generous: the kernel signals within microseconds of the crossing; this only
+# bounds how long a failing test takes.
+WAKE_TIMEOUT = 10.0
+
+
+async def wait_for_wake(woken: asyncio.Event, cause: Callable[[], object]) -> None:
+    assert not woken.is_set(), "woken before anything happened"
+    cause()
+    await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
+
+
+def run_with_hub(test: Callable[[PressureHub], Awaitable[None]]) -> None:
+    async def main() -> None:
+        hub = PressureHub()
+        hub.start(asyncio.get_running_loop())
+        try:
+            await test(hub)
+        finally:
+            hub.close()
+
+    asyncio.run(main())
+
+
+def limit_watch(hub: PressureHub, cgroup: LiveCgroup, wake: Wake) -> Union[str, Unreadable]:
+    """The wake-up a watcher registers on a limited cgroup at 32 MiB, per version."""
+    if cgroup.version == 1:
+        return hub.watch_v1_usage(cgroup.directory, 32 * MIB, wake)
+    with open(os.path.join(cgroup.directory, "memory.high"), "w") as high:
+        high.write(str(32 * MIB))
+    return hub.watch_v2_events(cgroup.directory, wake)
+
+
+def test_crossing_in_the_cgroup_wakes() -> None:
+    """v1: the usage threshold's eventfd; v2: memory.events when memory.high is hit."""
+
+    async def test(hub: PressureHub) -> None:
+        woken = asyncio.Event()
+        with live_memory_cgroup(256 * MIB) as cgroup:
+            kind = limit_watch(hub, cgroup, woken.set)
+            assert kind == {1: "cgroup_v1_threshold", 2: "cgroup_v2_events"}[cgroup.version]
+            await wait_for_wake(woken, lambda: cgroup.spawn("--touch-mb", "64"))
+
+    run_with_hub(test)
+
+
+def test_unsubscribing_closes_what_was_opened() -> None:
+    async def test(hub: PressureHub) -> None:
+        with live_memory_cgroup(256 * MIB) as cgroup:
+            before = set(os.listdir("/proc/self/fd"))
+
+            def wake() -> None:
+                pass
+
+            assert not isinstance(limit_watch(hub, cgroup, wake), Unreadable)
+            assert set(os.listdir("/proc/self/fd")) > before
+            hub.unsubscribe(wake)
+            assert set(os.listdir("/proc/self/fd")) == before
+
+    run_with_hub(test)
+
+
+def test_system_psi_trigger_registers_or_says_why() -> None:
+    """Triggers need PSI in the kernel (psi=1) and, for windows under 2 s, CAP_SYS_RESOURCE."""
+
+    async def test(hub: PressureHub) -> None:
+        outcome = hub.watch_psi("/proc/pressure/memory", lambda: None)
+        if os.path.exists("/proc/pressure/memory"):
+            assert outcome == "psi", outcome
+        else:
+            assert isinstance(outcome, Unreadable) and outcome.reason == "vanished"
+
+    run_with_hub(test)
+
+
+def test_a_lowered_limit_moves_the_watchers_wake_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A v1 threshold is a byte value: registered at 50% of 1 GiB it would not fire at
+    50% of 128 MiB. The watcher registers again when it finds the limit changed."""
+    monkeypatch.setattr("memdoor.watcher.CGROUP_REFRESH", 0.0)
+    layout = find_cgroup_mounts()
+    assert not isinstance(layout, Unreadable)
+
+    async def test(hub: PressureHub) -> None:
+        with live_memory_cgroup(1024 * MIB) as cgroup:
+            if cgroup.version != 1:
+                pytest.skip("cgroup v2 wakes on memory.events, whatever the limit's value")
+            holder = cgroup.spawn("--touch-mb", "16")
+            services = Services(MemTotal(), layout, KernelLog(), hub)
+            state = make_state(holder.pid, 50, services=services, threshold_base="cgroup")
+            watcher = ProcessWatcher(state, identity_of(holder.pid))
+            woken = asyncio.Event()
+            watcher.wake = woken.set  # type: ignore[method-assign]
+            watcher.attach()
+            try:
+                assert "cgroup_v1_threshold" in watcher.wakeups, watcher.wakeup_problems
+                cgroup.set_limit(128 * MIB)
+                await watcher.tick()
+                await wait_for_wake(woken, lambda: cgroup.spawn("--touch-mb", "80"))
+            finally:
+                watcher.detach()
+
+    run_with_hub(test)
