@@ -14,6 +14,8 @@ from typing import Callable, Optional
 
 import sdnotify
 
+from memdoor.numbers import decimal
+
 # PID 1 reads at most 4096 bytes per datagram; a status line is far shorter.
 MAX_STATUS = 1024
 
@@ -73,10 +75,10 @@ def watchdog_interval() -> Optional[float]:
     WATCHDOG_PID, when set, names the process systemd expects pings from; a
     child that inherited the environment must not ping on the parent's behalf.
     """
-    usec = os.environ.get("WATCHDOG_USEC", "")
+    usec = decimal(os.environ.get("WATCHDOG_USEC", ""))
     pid = os.environ.get("WATCHDOG_PID")
-    if not usec.isdigit() or int(usec) == 0:
+    if not usec:
         return None
     if pid is not None and pid != str(os.getpid()):
         return None
-    return int(usec) / 2_000_000
+    return usec / 2_000_000

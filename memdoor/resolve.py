@@ -13,6 +13,7 @@ from typing import Optional
 
 from memdoor.collect.identity import read_exe
 from memdoor.collect.reading import Unreadable, malformed, read_text
+from memdoor.numbers import decimal
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,9 @@ def read_pidfile(path: str, proc: str = "/proc") -> Resolution:
     text = read_text(path)
     if isinstance(text, Unreadable):
         return Resolution(problem=text)
-    first = text.strip().split("\n", 1)[0].strip()
-    if not first.isdigit() or int(first) < 1:
+    pid = decimal(text.strip().split("\n", 1)[0].strip())
+    if pid is None or pid < 1:
         return Resolution(problem=malformed(path, f"expected a pid, got {text[:40]!r}"))
-    pid = int(first)
     return Resolution(pids=[pid] if os.path.exists(f"{proc}/{pid}") else [])
 
 
@@ -48,13 +48,14 @@ def processes_running(exe: str, proc: str = "/proc") -> Resolution:
     wanted = (exe, os.path.realpath(exe))
     pids = []
     for entry in entries:
-        if not entry.isdigit():
+        pid = decimal(entry)
+        if pid is None:
             continue
-        found = read_exe(int(entry), proc)
+        found = read_exe(pid, proc)
         if isinstance(found, Unreadable):
             continue
         if found[0] in wanted:
-            pids.append(int(entry))
+            pids.append(pid)
     return Resolution(pids=sorted(pids))
 
 

@@ -15,6 +15,7 @@ from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.liveness import Verdict, check_process
 from memdoor.collect.memory import read_meminfo, read_rss_kb, usage_percent
 from memdoor.collect.reading import Unreadable
+from memdoor.numbers import decimal
 from memdoor.render.seed_text import below_threshold_report, full_report, report_time
 from memdoor.render.snapshot_dict import rfc3339, snapshot_dict
 from memdoor.snapshot import Snapshot, take_snapshot
@@ -33,9 +34,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _threshold(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 99:
+    value = decimal(text)
+    if value is None or not 1 <= value <= 99:
         raise argparse.ArgumentTypeError(f"must be an integer from 1 to 99 (got {text!r})")
-    return int(text)
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -49,9 +51,10 @@ def _positive_float(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    value = decimal(text)
+    if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
-    return int(text)
+    return value
 
 
 def _absolute_path(text: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from memdoor.collect.reading import Unreadable, read_bytes, read_link, read_parsed, read_text
+from memdoor.numbers import decimal
 from memdoor.procfs.cmdline import parse_cmdline
 from memdoor.procfs.stat import ProcStat, parse_stat
 
@@ -43,8 +44,8 @@ def boot_time(proc: str = "/proc") -> Optional[float]:
         return None
     for line in text.splitlines():
         if line.startswith("btime "):
-            value = line.split()[1]
-            return float(value) if value.isdigit() else None
+            seconds = decimal(line.split()[1])
+            return None if seconds is None else float(seconds)
     return None
 
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
 
 CgroupVersion = Literal[1, 2]
@@ -78,10 +79,11 @@ def parse_proc_cgroup(text: str) -> list[CgroupEntry]:
         if not line:
             continue
         parts = line.split(":", 2)
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[2].startswith("/"):
+        hierarchy = decimal(parts[0]) if len(parts) == 3 else None
+        if hierarchy is None or not parts[2].startswith("/"):
             raise ParseError(f"cgroup: expected 'ID:controllers:/path', got {line[:120]!r}")
         controllers = tuple(name for name in parts[1].split(",") if name)
-        entries.append(CgroupEntry(int(parts[0]), controllers, parts[2]))
+        entries.append(CgroupEntry(hierarchy, controllers, parts[2]))
     if not entries:
         raise ParseError("cgroup: no entries")
     return entries

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
 
 
@@ -25,9 +26,9 @@ def parse_meminfo(text: str) -> MemInfo:
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
         parts = rest.split()
-        # isdigit() alone accepts digits such as '²' that int() refuses.
-        if sep and parts[1:] == ["kB"] and parts[0].isascii() and parts[0].isdigit():
-            values[key] = int(parts[0])
+        number = decimal(parts[0]) if sep and parts[1:] == ["kB"] else None
+        if number is not None:
+            values[key] = number
     if not values.get("MemTotal"):
         raise ParseError("meminfo: no positive MemTotal line")
     return MemInfo(total_kb=values["MemTotal"], available_kb=values.get("MemAvailable"))

@@ -12,6 +12,7 @@ import socket
 import sys
 from typing import Literal, NamedTuple, Optional
 
+from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
 
 Protocol = Literal["tcp", "udp"]
@@ -133,7 +134,5 @@ def parse_net_table(
 def socket_inode(link: str) -> Optional[int]:
     """Inode of an fd link target 'socket:[12345]', None for anything else."""
     if link.startswith("socket:[") and link.endswith("]"):
-        number = link[8:-1]
-        if number.isascii() and number.isdigit():
-            return int(number)
+        return decimal(link[8:-1])
     return None

@@ -6,6 +6,7 @@ process has, whereas smaps_rollup walks every mapping (see proc-costs.md).
 
 from __future__ import annotations
 
+from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
 
 
@@ -16,6 +17,7 @@ def parse_statm_resident_pages(text: str) -> int:
     rather than taken for a smaller number.
     """
     fields = text.split()
-    if len(fields) < 3 or not (fields[1].isascii() and fields[1].isdigit()):
+    resident = decimal(fields[1]) if len(fields) >= 3 else None
+    if resident is None:
         raise ParseError(f"statm: expected at least 3 integer fields, got {text[:80]!r}")
-    return int(fields[1])
+    return resident

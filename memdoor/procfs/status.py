@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
 
 
@@ -42,16 +43,12 @@ _KB_FIELDS = {
 }
 
 
-def _is_number(value: str) -> bool:
-    # str.isdigit() alone accepts digits such as '²' that int() refuses.
-    return value.isascii() and value.isdigit()
-
-
 def _kb(value: str, key: str) -> int:
     parts = value.split()
-    if len(parts) != 2 or parts[1] != "kB" or not _is_number(parts[0]):
+    number = decimal(parts[0]) if len(parts) == 2 and parts[1] == "kB" else None
+    if number is None:
         raise ParseError(f"status {key}: expected '<n> kB', got {value!r}")
-    return int(parts[0])
+    return number
 
 
 def parse_status(text: str) -> ProcStatus:
@@ -85,6 +82,7 @@ def parse_status(text: str) -> ProcStatus:
 def _optional_int(value: Optional[str], key: str) -> Optional[int]:
     if value is None:
         return None
-    if not _is_number(value):
+    number = decimal(value)
+    if number is None:
         raise ParseError(f"status {key}: expected an integer, got {value!r}")
-    return int(value)
+    return number

@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Optional, TextIO
 
+from memdoor.numbers import decimal
+
 
 class StdoutSink:
     name = "stdout"
@@ -30,11 +32,12 @@ def stdout_is_journal_stream() -> bool:
     and through the native protocol would store every record twice.
     """
     stream = os.environ.get("JOURNAL_STREAM", "")
-    dev, _, ino = stream.partition(":")
-    if not (dev.isdigit() and ino.isdigit()):
+    dev_text, _, ino_text = stream.partition(":")
+    dev, ino = decimal(dev_text), decimal(ino_text)
+    if dev is None or ino is None:
         return False
     try:
         st = os.fstat(1)
     except OSError:
         return False
-    return st.st_dev == int(dev) and st.st_ino == int(ino)
+    return st.st_dev == dev and st.st_ino == ino
