@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from memdoor.collect.kmsg import KmsgReader
 from memdoor.collect.reading import Unreadable
@@ -77,13 +77,22 @@ def wall_time_of(usec_since_boot: int) -> float:
     return time.time() - (monotonic_usec() - usec_since_boot) / 1_000_000
 
 
+class KeptReport(NamedTuple):
+    report: OomKillReport
+    # time.monotonic() when it was read, to forget it after REPORT_RETENTION_SECONDS.
+    seen: float
+    # Its place in the order reports were read (the newer line of a merged one).
+    serial: int
+
+
 class KernelLog:
     """Follows /dev/kmsg from the event loop and keeps recent OOM kill reports by pid."""
 
     def __init__(self, path: str = "/dev/kmsg") -> None:
         self.path = path
         self.reader: Union[KmsgReader, Unreadable, None] = None
-        self.reports: dict[int, tuple[OomKillReport, float]] = {}
+        self.reports: dict[int, KeptReport] = {}
+        self.serial = 0
         self.listeners: list[Listener] = []
         self.pids_are_ours = in_initial_pid_namespace()
 
@@ -109,23 +118,43 @@ class KernelLog:
         now = time.monotonic()
         for record in self.reader.read_available():
             report = parse_oom_kill(record)
-            if report is None:
-                continue
-            known = self.reports.get(report.pid)
-            if known is not None and abs(known[0].usec_since_boot - report.usec_since_boot) < 10**7:
-                report = merge_oom_reports(known[0], report)
-            self.reports[report.pid] = (report, now)
-            if report.killed:
-                for listener in list(self.listeners):
-                    listener(report)
+            if report is not None:
+                self.keep(report, now)
         self.reports = {
             pid: kept
             for pid, kept in self.reports.items()
-            if now - kept[1] < REPORT_RETENTION_SECONDS
+            if now - kept.seen < REPORT_RETENTION_SECONDS
         }
 
+    def keep(self, report: OomKillReport, now: float) -> None:
+        """File one parsed line, merged with the other lines of the same kill."""
+        known = self.reports.get(report.pid)
+        if known is not None and abs(known.report.usec_since_boot - report.usec_since_boot) < 10**7:
+            report = merge_oom_reports(known.report, report)
+        self.serial += 1
+        self.reports[report.pid] = KeptReport(report, now, self.serial)
+        if report.killed:
+            for listener in list(self.listeners):
+                listener(report)
+
+    def watermark(self) -> int:
+        """The serial of the newest report read so far, after reading what is waiting.
+
+        Every report up to it was logged before this call returned: a process
+        read afterwards and found neither dying nor with SIGKILL pending was not
+        the victim of any of them, because the OOM killer sends SIGKILL before
+        it logs the kill.
+        """
+        self.drain()
+        return self.serial
+
     def kill_of(
-        self, pid: int, started_usec: int, name: str, cgroup_path: Optional[str]
+        self,
+        pid: int,
+        started_usec: int,
+        name: str,
+        cgroup_path: Optional[str],
+        alive_after: int = 0,
     ) -> Optional[OomKillReport]:
         """The kill report of this process, if the kill came after the process started.
 
@@ -133,22 +162,26 @@ class KernelLog:
         had the same pid from being pinned on this one. Outside the initial pid
         namespace the report's pid is not ours, so the kill is matched by the
         process's name (the kernel's comm, as the log prints it) and memory cgroup
-        instead, and taken out of the kept reports so that another watched process
-        of the same name in the same cgroup is not given the same kill. Without
+        instead, only among reports read after alive_after (the watermark when
+        the process was last seen alive and not yet sent SIGKILL), so a kill of
+        a same-named process in the same cgroup is not pinned on this one when
+        it exits later; and it is taken out of the kept reports so that another
+        watched process of the same name is not given the same kill. Without
         the constraint line (rate-limited with the OOM header) the log does not
         name the cgroup, and such a kill cannot be matched there.
         """
         self.drain()
         if self.pids_are_ours:
             kept = self.reports.get(pid)
-            if kept is None or not kept[0].killed or kept[0].usec_since_boot < started_usec:
+            if kept is None or not kept.report.killed or kept.report.usec_since_boot < started_usec:
                 return None
-            return kept[0]
+            return kept.report
         if cgroup_path is None:
             return None
-        for victim, (report, _seen) in self.reports.items():
+        for victim, (report, _seen, serial) in self.reports.items():
             if (
                 report.killed
+                and serial > alive_after
                 and report.name == name
                 and report.usec_since_boot >= started_usec
                 and report.task_memcg is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -227,7 +228,7 @@ def test_pid_reused_during_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None
         stat = read_stat(pid, proc)
         assert isinstance(stat, ProcStat)
         if reads:
-            stat = ProcStat(stat.pid, "newcomer", "S", 1, stat.start_ticks + 500, stat.flags)
+            stat = dataclasses.replace(stat, comm="newcomer", start_ticks=stat.start_ticks + 500)
         reads.append(stat)
         return stat
 

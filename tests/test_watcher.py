@@ -11,8 +11,10 @@ from typing import Any, Optional
 
 import pytest
 
+from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.liveness import Liveness, Verdict
+from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
 from memdoor.oom_evidence import KernelLog, monotonic_usec
 from memdoor.procfs.kmsg import OomKillReport
@@ -185,7 +187,7 @@ def plant_kill(state: TargetState, pid: int, **figures: Any) -> None:
     report = OomKillReport(
         pid=pid, name="python", evidence=("killed",), usec_since_boot=monotonic_usec(), **figures
     )
-    kernel_log.reports[pid] = (report, time.monotonic())
+    kernel_log.keep(report, time.monotonic())
 
 
 def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workload) -> None:
@@ -200,6 +202,41 @@ def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workloa
     plant_kill(state, workload.pid)
     asyncio.run(watcher._snapshot(force=True))
     assert watcher.last_snapshot is kept
+
+
+def test_in_a_container_a_siblings_earlier_kill_is_not_pinned_on_a_normal_exit(
+    spawn_workload,
+) -> None:
+    """Outside the initial pid namespace kills are matched by name and cgroup. A
+    same-named process of the same cgroup was OOM-killed while this one was seen alive
+    afterwards: when this one exits normally, it is gone, not OOM-killed."""
+    workload = spawn_workload()
+    layout = find_cgroup_mounts()
+    assert not isinstance(layout, Unreadable)
+    kernel_log = KernelLog("/nonexistent/kmsg")
+    kernel_log.pids_are_ours = False
+    services = Services(MemTotal(), layout, kernel_log, pressure=None)
+    state = make_state(workload.pid, threshold=99, services=services)
+    identity = identity_of(workload.pid)
+    watcher = ProcessWatcher(state, identity)
+    watcher.attach()
+    assert watcher.cgroup is not None
+    sibling_kill = OomKillReport(
+        pid=900001,
+        name=identity.name,
+        evidence=("killed", "constraint"),
+        usec_since_boot=monotonic_usec(),
+        cgroup_kill=True,
+        task_memcg=watcher.cgroup.cgroup.path,
+    )
+    kernel_log.keep(sibling_kill, time.monotonic())
+    asyncio.run(watcher.tick())
+    assert state.log.events() == []
+    workload.stop()
+    asyncio.run(watcher.tick())
+    assert state.log.events() == ["target_gone"]
+    # The report was not consumed: the sibling's own watcher could still claim it.
+    assert kernel_log.kill_of(1, 0, identity.name, watcher.cgroup.cgroup.path) == sibling_kill
 
 
 class LineCollector:

@@ -1,4 +1,4 @@
-"""Parse /proc/PID/stat for the parent pid, whether the task is exiting, and the start time
+"""Parse /proc/PID/stat for the parent pid, whether the task is dying, and the start time
 that identifies a process.
 
 A pid alone does not identify a process: pids are reused. The pair (pid,
@@ -14,6 +14,7 @@ from memdoor.procfs.errors import ParseError
 
 # include/linux/sched.h: set by do_exit() before it frees the task's memory.
 PF_EXITING = 0x00000004
+_SIGKILL_BIT = 1 << (9 - 1)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ProcStat:
     ppid: int
     start_ticks: int
     flags: int
+    pending_signals: int
 
     @property
     def exiting(self) -> bool:
@@ -38,6 +40,16 @@ class ProcStat:
         return bool(self.flags & PF_EXITING)
 
     @property
+    def kill_pending(self) -> bool:
+        """SIGKILL sent but not yet acted on: the task is still intact, but doomed.
+
+        The OOM killer sends SIGKILL before it logs the kill, and the signal sits
+        in every thread's pending set until the victim runs into do_exit(),
+        which can take long for a task frozen or in uninterruptible sleep.
+        """
+        return bool(self.pending_signals & _SIGKILL_BIT)
+
+    @property
     def exited(self) -> bool:
         """Zombie (Z), dead (X) or exiting: the task is gone though its pid still answers."""
         return self.state in ("Z", "X") or self.exiting
@@ -50,8 +62,9 @@ class ProcStat:
 
 # Field positions counted after the closing parenthesis of comm: state is
 # field 3 of stat(5), so index 0 here; ppid is 4 -> 1; flags is 9 -> 6;
-# starttime is 22 -> 19.
-_STATE, _PPID, _FLAGS, _STARTTIME = 0, 1, 6, 19
+# starttime is 22 -> 19; signal (the pending set, shown to every reader) is
+# 31 -> 28. Every kernel since 2.6 prints at least 44 fields.
+_STATE, _PPID, _FLAGS, _STARTTIME, _SIGNAL = 0, 1, 6, 19, 28
 
 
 def parse_stat(text: str) -> ProcStat:
@@ -61,10 +74,10 @@ def parse_stat(text: str) -> ProcStat:
     if open_paren < 1 or close_paren < open_paren:
         raise ParseError(f"stat: no '(comm)' in {text[:80]!r}")
     rest = text[close_paren + 1 :].split()
-    # The field after starttime (vsize) must be there too: a read cut inside
-    # starttime would otherwise pass for a smaller, wrong start time.
-    if len(rest) <= _STARTTIME + 1:
-        raise ParseError(f"stat: {len(rest) + 2} fields, need at least {_STARTTIME + 4}")
+    # The field after the last one read must be there too: a read cut inside
+    # a number would otherwise pass for a smaller, wrong one.
+    if len(rest) <= _SIGNAL + 1:
+        raise ParseError(f"stat: {len(rest) + 2} fields, need at least {_SIGNAL + 4}")
     pid_text = text[:open_paren].strip()
     try:
         return ProcStat(
@@ -74,6 +87,7 @@ def parse_stat(text: str) -> ProcStat:
             ppid=int(rest[_PPID]),
             start_ticks=int(rest[_STARTTIME]),
             flags=int(rest[_FLAGS]),
+            pending_signals=int(rest[_SIGNAL]),
         )
     except ValueError as exc:
         raise ParseError(f"stat: {exc}") from exc

@@ -23,7 +23,9 @@ BTIME = 1795547672
 
 
 def test_read_stat() -> None:
-    assert read_stat(COMPLETE, MODERN) == ProcStat(COMPLETE, "sleep", "S", PARENT, 109550, 0x400000)
+    assert read_stat(COMPLETE, MODERN) == ProcStat(
+        COMPLETE, "sleep", "S", PARENT, 109550, 0x400000, 0
+    )
 
 
 def test_read_stat_of_a_missing_pid() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from memdoor.collect.liveness import Verdict, check_process, exe_matches
 from tests.collect.trees import COMPLETE, MISSING, MODERN, deny
-from tests.collect.zombie import killed_while_large, zombie
+from tests.collect.zombie import killed_while_frozen, killed_while_large, zombie
 from tests.workload import SpawnWorkload
 
 
@@ -117,6 +117,15 @@ def test_real_large_process_is_gone_from_the_kill_not_from_the_reaping() -> None
     assert runs in ([Verdict.SAME, Verdict.EXITED], [Verdict.EXITED]), runs
     # Not a zombie yet, still freeing its memory: already gone.
     assert any(verdict is Verdict.EXITED and state != "Z" for verdict, state in readings)
+
+
+def test_real_process_with_sigkill_pending_is_still_there_but_doomed() -> None:
+    """Intact until it runs: not gone yet, but no longer proof of being alive after a kill."""
+    with killed_while_frozen() as pid:
+        liveness = check_process(pid, "/usr/bin/sleep", None)
+        assert liveness.verdict is Verdict.SAME
+        assert liveness.stat is not None and liveness.stat.kill_pending
+        assert not liveness.stat.exited
 
 
 def test_real_zombie_has_exited() -> None:

@@ -8,7 +8,15 @@ from memdoor.procfs.errors import ParseError
 from memdoor.procfs.stat import ProcStat, parse_stat
 from tests.procfs.recorded import damaged, fuzz, prefixes, recorded_text, value_or_parse_error
 
-SLEEP = ProcStat(pid=7340, comm="sleep", state="S", ppid=7338, start_ticks=109550, flags=0x400000)
+SLEEP = ProcStat(
+    pid=7340,
+    comm="sleep",
+    state="S",
+    ppid=7338,
+    start_ticks=109550,
+    flags=0x400000,
+    pending_signals=0,
+)
 
 
 def test_recorded_process() -> None:
@@ -18,13 +26,25 @@ def test_recorded_process() -> None:
 def test_comm_with_spaces_and_parentheses() -> None:
     # Recorded after writing "my) proc (x" to /proc/self/comm.
     assert parse_stat(recorded_text("stat_comm_paren")) == ProcStat(
-        pid=7344, comm="my) proc (x", state="R", ppid=7343, start_ticks=109583, flags=0x400040
+        pid=7344,
+        comm="my) proc (x",
+        state="R",
+        ppid=7343,
+        start_ticks=109583,
+        flags=0x400040,
+        pending_signals=0,
     )
 
 
 def test_kernel_thread() -> None:
     assert parse_stat(recorded_text("stat_kthread")) == ProcStat(
-        pid=2, comm="kthreadd", state="S", ppid=0, start_ticks=23, flags=0x208040
+        pid=2,
+        comm="kthreadd",
+        state="S",
+        ppid=0,
+        start_ticks=23,
+        flags=0x208040,
+        pending_signals=0,
     )
 
 
@@ -50,6 +70,25 @@ def test_exiting_and_zombie_tasks_have_exited(state: str, flags: int, stage: str
     assert (parsed.state, parsed.flags) == (state, flags)
     assert parsed.exited
     assert parsed.exit_stage == stage
+
+
+def with_field(text: str, number: int, value: str) -> str:
+    """The recorded line with field number (1-based, as in proc(5)) replaced."""
+    head, _, tail = text.rpartition(")")
+    fields = tail.split()
+    fields[number - 3] = value
+    return f"{head}) {' '.join(fields)}\n"
+
+
+@pytest.mark.parametrize(
+    ("pending", "kill_pending"), [("0", False), ("256", True), ("16640", True), ("16384", False)]
+)
+def test_a_pending_sigkill(pending: str, kill_pending: bool) -> None:
+    """Field 31, the pending signals: bit 8 is SIGKILL (16640 = SIGKILL + SIGTERM)."""
+    parsed = parse_stat(with_field(recorded_text("stat"), 31, pending))
+    assert parsed.pending_signals == int(pending)
+    assert parsed.kill_pending is kill_pending
+    assert not parsed.exited
 
 
 def test_empty_comm() -> None:
