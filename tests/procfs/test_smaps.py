@@ -96,6 +96,29 @@ def test_a_mapping_without_rss_does_not_borrow_its_neighbours() -> None:
     assert [m.rss_kb for m in mappings[:3]] == [8, None, 8]
 
 
+def test_the_fast_path_gives_what_the_block_by_block_path_gives() -> None:
+    """Without any VmFlags line (kernels before 3.8) every block is searched on its own."""
+    data = recorded_bytes("smaps")
+    without_vmflags = re.sub(rb"(?m)^VmFlags:[^\n]*\n", b"", data)
+    assert parse_smaps(without_vmflags) == parse_smaps(data)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"Garbage line\n",  # a line no kernel writes, between two blocks
+        b"Rss:                   4 kB\n",  # a field line out of place
+    ],
+)
+def test_a_line_after_a_vmflags_line_that_is_no_header_keeps_every_mapping(
+    damage: bytes,
+) -> None:
+    data = recorded_bytes("smaps")
+    second_block_at = len(_blocks(data, 1))
+    mappings = parse_smaps(data[:second_block_at] + damage + data[second_block_at:])
+    assert mappings == parse_smaps(data)
+
+
 def test_empty() -> None:
     assert parse_smaps(b"") == []
 
