@@ -18,6 +18,7 @@ from typing import Any, Optional
 from memdoor.collect.cgroup import CgroupLayout, find_cgroup_mounts
 from memdoor.collect.reading import Unreadable
 from memdoor.config import Config, ConfigError, ResolvedTarget, effective_targets, load_config
+from memdoor.nearby import NEARBY_PERIOD, CgroupGroup, NeighbourKillCounter, WatchedProcess
 from memdoor.notify import Notifier, watchdog_interval
 from memdoor.oom_evidence import KernelLog, kill_dict
 from memdoor.pressure import PressureHub
@@ -65,6 +66,7 @@ class Daemon:
             kernel_log=KernelLog(),
             pressure=PressureHub(),
             proc=proc,
+            neighbour_kills=NeighbourKillCounter(proc),
         )
         self.dispatcher = build_dispatcher(config)
         self.log = self._logger_for(self.dispatcher)
@@ -112,6 +114,8 @@ class Daemon:
         )
         self._apply_targets(effective_targets(self.config))
         helpers = [loop.create_task(self._report_status())]
+        if kernel_log.unavailable is not None:
+            helpers.append(loop.create_task(self._count_neighbour_kills()))
         period = watchdog_interval() if self.config.daemon.watchdog else None
         if period is not None:
             helpers.append(loop.create_task(self._feed_watchdog(period)))
@@ -175,7 +179,39 @@ class Daemon:
                     f"cgroup {report.task_memcg}",
                     kill=kill_dict(report, None, None, None),
                     victim_pid=report.pid,
+                    kills=1,
                 )
+
+    async def _count_neighbour_kills(self) -> None:
+        """Without the kernel log, neighbours' kills come from the cgroups' OOM counters."""
+        while True:
+            await asyncio.sleep(NEARBY_PERIOD)
+            self.check_neighbour_kills()
+
+    def check_neighbour_kills(self) -> None:
+        groups: dict[str, CgroupGroup] = {}
+        for _target, supervisor, _task in self.supervisors.values():
+            for watcher in supervisor.live_watchers():
+                if watcher.cgroup is not None:
+                    cgroup = watcher.cgroup.cgroup
+                    group = groups.setdefault(cgroup.directory, CgroupGroup(cgroup))
+                    group.processes.append(
+                        WatchedProcess(watcher.pid, watcher.identity.start_ticks)
+                    )
+        for found in self.services.neighbour_kills.check(groups.values()):
+            for name, (_target, supervisor, _task) in self.supervisors.items():
+                neighbours = supervisor.watchers_in_cgroup(found.cgroup.path)
+                if neighbours:
+                    neighbours[0].log_event(
+                        "error",
+                        "oom_kill_nearby",
+                        f"{name}: the OOM killer killed {found.kills} process(es) memdoor does "
+                        f"not watch in the same cgroup {found.cgroup.path} (told by its OOM "
+                        "counter; the kernel log, which would name them, is not readable)",
+                        kill=kill_dict(None, found.before, found.after, found.cgroup.directory),
+                        victim_pid=None,
+                        kills=found.kills,
+                    )
 
     def reload(self) -> None:
         """Apply a new config; an invalid one is reported and the running one stays."""

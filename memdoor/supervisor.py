@@ -136,12 +136,15 @@ class TargetSupervisor:
     def watches(self, pid: int) -> bool:
         return pid in self.watchers
 
+    def live_watchers(self) -> list[ProcessWatcher]:
+        return [watcher for watcher, task in self.watchers.values() if not task.done()]
+
     def watchers_in_cgroup(self, path: str) -> list[ProcessWatcher]:
         """Live watchers whose process's memory cgroup is path (as the kernel log names it)."""
         return [
             watcher
-            for watcher, task in self.watchers.values()
-            if not task.done() and watcher.cgroup is not None and watcher.cgroup.cgroup.path == path
+            for watcher in self.live_watchers()
+            if watcher.cgroup is not None and watcher.cgroup.cgroup.path == path
         ]
 
     def stale(self, now: float, allowance: float) -> bool:

@@ -35,6 +35,7 @@ from memdoor.collect.memory import read_rss_kb, usage_percent
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
 from memdoor.messages import cgroup_usage_line, human_kb, usage_line
+from memdoor.nearby import NeighbourKillCounter
 from memdoor.oom_evidence import KernelLog, boottime_offset_usec, kill_dict, wall_time_of
 from memdoor.pressure import PressureHub
 from memdoor.procfs.kmsg import OomKillReport
@@ -79,6 +80,8 @@ class Services:
     kernel_log: KernelLog
     pressure: Optional[PressureHub]
     proc: str = "/proc"
+    # Told of each watched process's counted OOM kill, so it is not a neighbour's.
+    neighbour_kills: NeighbourKillCounter = field(default_factory=NeighbourKillCounter)
 
 
 @dataclass
@@ -195,6 +198,12 @@ class ProcessWatcher:
                 problem = self.cgroup.refresh()
                 if problem is not None:
                     self.wakeup_problems.append(problem)
+                elif (
+                    services.kernel_log.unavailable is not None
+                    and self.cgroup.oom_kills is not None
+                ):
+                    # Neighbours' kills are counted only where the log cannot name them.
+                    services.neighbour_kills.track(cgroup.directory, self.cgroup.oom_kills)
         hub = services.pressure
         if hub is None:
             return
@@ -535,6 +544,10 @@ class ProcessWatcher:
         )
         if not kill["sources"]:
             return False
+        if self.cgroup is not None and before is not None and after is not None:
+            self.services.neighbour_kills.claim(
+                self.cgroup.cgroup.directory, max(0, after - before)
+            )
         last = self.last_snapshot
         killed_at = time.time() if report is None else wall_time_of(report.usec_since_boot)
         age_ms = None if last is None else max(0, round((killed_at - last.taken_at) * 1000))

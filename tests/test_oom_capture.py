@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.daemon.harness import DaemonProcess, write_config
 from tests.memcg import MIB, live_memory_cgroup
@@ -100,3 +103,40 @@ def test_plain_sigkill_is_gone_not_oom_killed(tmp_path: Path) -> None:
         assert daemon.stop() == 0
     assert gone["event"] == "target_gone" and gone["reason"] == "exited", gone
     validate_record(gone)
+
+
+# With kernel.dmesg_restrict=1, /dev/kmsg needs CAP_SYSLOG (or the deprecated
+# CAP_SYS_ADMIN); without them in its bounding set even root cannot read it.
+WITHOUT_KERNEL_LOG = ("setpriv", "--bounding-set", "-syslog,-sys_admin")
+
+
+def test_without_the_kernel_log_a_neighbours_kill_is_told_by_the_counter(
+    tmp_path: Path,
+) -> None:
+    """A watched process and an unwatched hog share a cgroup; the hog is OOM-killed."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_SYSLOG")
+    pidfile = tmp_path / "small.pid"
+    config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=90))
+    daemon = DaemonProcess(config, prefix=WITHOUT_KERNEL_LOG)
+    try:
+        started = daemon.wait_record(lambda r: r["event"] == "daemon_started")
+        if started["evidence"]["kmsg"] == "readable":
+            pytest.skip("the kernel log stays readable here (kernel.dmesg_restrict=0)")
+        with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
+            small = cgroup.spawn("--touch-mb", "8")
+            pidfile.write_text(f"{small.pid}\n")
+            daemon.wait_record(lambda r: r["event"] == "target_found" and r["pid"] == small.pid)
+            hog = cgroup.spawn("--touch-mb", "8", "--grow-mb-per-s", "500", "--grow-to-mb", "4096")
+            assert hog.proc.wait(30) == -signal.SIGKILL
+            nearby = daemon.wait_record(lambda r: r["event"] == "oom_kill_nearby", timeout=30)
+    finally:
+        assert daemon.stop() == 0
+    assert (nearby["pid"], nearby["victim_pid"], nearby["kills"]) == (small.pid, None, 1)
+    kill = nearby["kill"]
+    assert kill["sources"] == ["cgroup_counter"], kill
+    assert kill["cgroup_oom_kill_after"] == kill["cgroup_oom_kill_before"] + 1
+    # The watched process lived on: it is not reported as killed.
+    assert not [r for r in daemon.records if r["event"] == "oom_killed"]
+    for record in daemon.records:
+        validate_record(record)

@@ -67,8 +67,13 @@ class DaemonProcess:
     """`python -m memdoor run --config PATH`, its stdout parsed line by line as JSON."""
 
     def __init__(
-        self, config: Path, env: Optional[dict[str, str]] = None, stdout: Any = subprocess.PIPE
+        self,
+        config: Path,
+        env: Optional[dict[str, str]] = None,
+        stdout: Any = subprocess.PIPE,
+        prefix: tuple[str, ...] = (),
     ) -> None:
+        """prefix is a command the daemon runs under, such as setpriv dropping capabilities."""
         full_env = {
             k: v
             for k, v in os.environ.items()
@@ -76,7 +81,7 @@ class DaemonProcess:
         }
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memdoor", "run", "--config", str(config)],
+            [*prefix, sys.executable, "-m", "memdoor", "run", "--config", str(config)],
             stdout=stdout,
             stderr=subprocess.PIPE,
             env=full_env,
