@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from memdoor.collect.cgroup import MemoryCgroup, read_oom_kill_count
-from memdoor.collect.identity import read_stat
+from memdoor.collect.liveness import Verdict, check_process
 from memdoor.collect.reading import Unreadable
 
 # How often the counters are read: a neighbour's kill is reported this late at
@@ -61,10 +61,10 @@ class _Ledger:
 
 
 def _dying(process: WatchedProcess, proc: str) -> bool:
-    stat = read_stat(process.pid, proc)
-    if isinstance(stat, Unreadable):
-        return stat.reason == "vanished"
-    return stat.start_ticks != process.start_ticks or stat.exited or stat.kill_pending
+    liveness = check_process(process.pid, None, process.start_ticks, proc)
+    if liveness.verdict in (Verdict.EXITED, Verdict.REUSED):
+        return True
+    return liveness.stat is not None and liveness.stat.kill_pending
 
 
 class NeighbourKillCounter:

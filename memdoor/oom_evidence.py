@@ -92,6 +92,10 @@ class KernelLog:
         self.path = path
         self.reader: Union[KmsgReader, Unreadable, None] = None
         self.reports: dict[int, KeptReport] = {}
+        # The serial of the newest report read (by the loop, as lines arrive).
+        # Every report up to it was logged before now: a process read afterwards
+        # and found neither dying nor with SIGKILL pending was not the victim of
+        # any of them, since the OOM killer sends SIGKILL before it logs a kill.
         self.serial = 0
         self.listeners: list[Listener] = []
         self.pids_are_ours = in_initial_pid_namespace()
@@ -137,17 +141,6 @@ class KernelLog:
             for listener in list(self.listeners):
                 listener(report)
 
-    def watermark(self) -> int:
-        """The serial of the newest report read so far, after reading what is waiting.
-
-        Every report up to it was logged before this call returned: a process
-        read afterwards and found neither dying nor with SIGKILL pending was not
-        the victim of any of them, because the OOM killer sends SIGKILL before
-        it logs the kill.
-        """
-        self.drain()
-        return self.serial
-
     def kill_of(
         self,
         pid: int,
@@ -162,7 +155,7 @@ class KernelLog:
         had the same pid from being pinned on this one. Outside the initial pid
         namespace the report's pid is not ours, so the kill is matched by the
         process's name (the kernel's comm, as the log prints it) and memory cgroup
-        instead, only among reports read after alive_after (the watermark when
+        instead, only among reports read after alive_after (the serial when
         the process was last seen alive and not yet sent SIGKILL), so a kill of
         a same-named process in the same cgroup is not pinned on this one when
         it exits later; and it is taken out of the kept reports so that another

@@ -170,7 +170,7 @@ class ProcessWatcher:
         self._kill: Optional[OomKillReport] = None
         # (directory, limit in bytes) of the limit the wake-ups are registered for.
         self._watched_limit: Optional[tuple[str, int]] = None
-        # The kernel log's watermark when this process was last seen alive and
+        # The kernel log's serial when this process was last seen alive and
         # not yet sent SIGKILL: no kill report up to it can be this process's.
         self._alive_after = 0
 
@@ -282,16 +282,14 @@ class ProcessWatcher:
 
     async def tick(self) -> float:
         """One poll; returns how long to wait before the next."""
-        kernel_log = self.services.kernel_log
-        # Only needed where kills are matched by name: one read that finds nothing.
-        watermark = None if kernel_log.pids_are_ours else kernel_log.watermark()
+        watermark = self.services.kernel_log.serial
         liveness = check_process(
             self.pid, self.identity.exe, self.identity.start_ticks, self.services.proc
         )
         if liveness.verdict is not Verdict.SAME:
             self._ended(liveness)
             return 0.0
-        if watermark is not None and liveness.stat is not None and not liveness.stat.kill_pending:
+        if liveness.stat is not None and not liveness.stat.kill_pending:
             self._alive_after = watermark
         measure = self._measure()
         if measure is None:

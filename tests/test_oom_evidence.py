@@ -58,9 +58,9 @@ def test_a_kill_read_before_the_process_was_last_seen_alive_is_not_its_own() -> 
     seen alive afterwards and exits normally later. The sibling's kill stays its own."""
     log = log_in_a_container()
     log.keep(kill(90001), time.monotonic())
-    seen_alive = log.watermark()
+    seen_alive = log.serial
     assert log.kill_of(17, STARTED, "worker", CGROUP, alive_after=seen_alive) is None
-    # A kill read after that watermark can be this process's.
+    # A kill read after that serial can be this process's.
     log.keep(kill(90002, at=7_000_000), time.monotonic())
     assert log.kill_of(17, STARTED, "worker", CGROUP, alive_after=seen_alive) == kill(
         90002, at=7_000_000
@@ -80,7 +80,7 @@ def test_the_later_line_of_a_merged_report_sets_its_place() -> None:
         task_memcg=f"/machine.slice/container{CGROUP}",
     )
     log.keep(constraint_only, time.monotonic())
-    seen_alive = log.watermark()
+    seen_alive = log.serial
     log.keep(kill(90001), time.monotonic())
     found = log.kill_of(17, STARTED, "worker", CGROUP, alive_after=seen_alive)
     assert found is not None and found.killed and found.constraint == "CONSTRAINT_MEMCG"
