@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from typing import Optional
 
 from memdoor.collect.identity import read_identity, read_stat
@@ -28,6 +29,7 @@ class TargetSupervisor:
         # Waiting on its one watcher rather than polling (a fixed-pid target).
         self._idle = False
         self._last_problem: Optional[str] = None
+        self._last_failure: Optional[str] = None
         self._waiting_reported = False
 
     @property
@@ -37,7 +39,7 @@ class TargetSupervisor:
     async def run(self) -> None:
         try:
             while True:
-                self.step()
+                self._guarded_step()
                 self.last_progress = time.monotonic()
                 watched = self._fixed_pid_watch()
                 if watched is None:
@@ -57,6 +59,28 @@ class TargetSupervisor:
         if pid is None or pid not in self.watchers:
             return None
         return self.watchers[pid][1]
+
+    def _guarded_step(self) -> None:
+        """A bug met while resolving must not end the target's supervision for good.
+
+        It is reported once (again only if it changes) and the step is retried
+        on the target's interval, like a locator that fails.
+        """
+        try:
+            self.step()
+        except Exception as exc:  # the boundary that keeps one target's bug in that target
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            text = f"{exc!r} at {where.filename}:{where.lineno} in {where.name}"
+            if text != self._last_failure:
+                self.state.log.error(
+                    "watcher_failed",
+                    target=self.name,
+                    message=f"{self.name}: supervision step failed, retried every "
+                    f"{self.state.target.interval:g} s: {text}",
+                )
+            self._last_failure = text
+        else:
+            self._last_failure = None
 
     def step(self) -> None:
         self._reap()

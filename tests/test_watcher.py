@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import pytest
 
+from memdoor import supervisor as supervisor_module
 from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.liveness import Liveness, Verdict
@@ -178,6 +179,73 @@ def test_stale_watcher_makes_the_supervisor_stale(spawn_workload) -> None:
 
     fresh, stale = asyncio.run(scenario())
     assert fresh is False and stale is True
+
+
+def test_a_failing_resolution_is_reported_once_and_retried(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one target's step must not end its supervision: the step runs again."""
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    collector = LineCollector()
+    state.log = build_logger(collector)
+    calls: list[int] = []
+
+    def resolve_failing_twice(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError("boom")
+        return real_resolve(*args)
+
+    real_resolve = supervisor_module.resolve
+    monkeypatch.setattr(supervisor_module, "resolve", resolve_failing_twice)
+
+    async def scenario() -> None:
+        supervisor = TargetSupervisor(state)
+        task = asyncio.get_running_loop().create_task(supervisor.run())
+        while workload.pid not in supervisor.watchers:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    records = [json.loads(line) for line in collector.lines]
+    assert [r["event"] for r in records][:2] == ["watcher_failed", "target_found"]
+    failed = records[0]
+    assert failed["level"] == "error" and failed["pid"] is None
+    assert (
+        "RuntimeError('boom')" in failed["message"] and "resolve_failing_twice" in failed["message"]
+    )
+    for record in records:
+        validate_record(record)
+
+
+def test_a_failing_watcher_is_reported(spawn_workload, monkeypatch: pytest.MonkeyPatch) -> None:
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    collector = LineCollector()
+    state.log = build_logger(collector)
+
+    async def failing_tick(self: ProcessWatcher) -> float:
+        raise RuntimeError("bug in a tick")
+
+    monkeypatch.setattr(ProcessWatcher, "tick", failing_tick)
+
+    async def scenario() -> TargetSupervisor:
+        supervisor = TargetSupervisor(state)
+        supervisor.step()
+        await asyncio.sleep(0.1)
+        supervisor.step()
+        return supervisor
+
+    supervisor = asyncio.run(scenario())
+    records = [json.loads(line) for line in collector.lines]
+    assert [r["event"] for r in records] == ["target_found", "watcher_failed"]
+    failed = records[1]
+    assert failed["pid"] == workload.pid and "bug in a tick" in failed["message"]
+    assert supervisor.watchers == {}
+    for record in records:
+        validate_record(record)
 
 
 def plant_kill(state: TargetState, pid: int, **figures: Any) -> None:
