@@ -52,6 +52,14 @@ def test_live_process_has_not_exited() -> None:
     assert not SLEEP.exited
 
 
+def with_field(text: str, number: int, value: str) -> str:
+    """The recorded line with field number (1-based, as in proc(5)) replaced."""
+    head, _, tail = text.rpartition(")")
+    fields = tail.split()
+    fields[number - 3] = value
+    return f"{head}) {' '.join(fields)}\n"
+
+
 @pytest.mark.parametrize(
     ("state", "flags", "stage"),
     [
@@ -65,19 +73,10 @@ def test_live_process_has_not_exited() -> None:
     ],
 )
 def test_exiting_and_zombie_tasks_have_exited(state: str, flags: int, stage: str) -> None:
-    text = recorded_text("stat").replace(") S ", f") {state} ").replace(" 4194304 ", f" {flags} ")
-    parsed = parse_stat(text)
+    parsed = parse_stat(with_field(with_field(recorded_text("stat"), 3, state), 9, str(flags)))
     assert (parsed.state, parsed.flags) == (state, flags)
     assert parsed.exited
     assert parsed.exit_stage == stage
-
-
-def with_field(text: str, number: int, value: str) -> str:
-    """The recorded line with field number (1-based, as in proc(5)) replaced."""
-    head, _, tail = text.rpartition(")")
-    fields = tail.split()
-    fields[number - 3] = value
-    return f"{head}) {' '.join(fields)}\n"
 
 
 @pytest.mark.parametrize(
