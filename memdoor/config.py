@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from memdoor.collect.reading import Unreadable, read_bytes
+from memdoor.vocabulary import ALL_SECTIONS, Detail, RecordFormat, Section, ThresholdBase
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,11 +45,6 @@ else:
 # scripts that restarting will not help until someone fixes the file.
 EX_CONFIG = 78
 
-Section = Literal["memory", "oom", "tree", "mappings", "connections"]
-ThresholdBase = Literal["system", "cgroup"]
-Detail = Literal["summary", "full"]
-RecordFormat = Literal["memdoor", "ecs"]
-ALL_SECTIONS: tuple[Section, ...] = ("memory", "oom", "tree", "mappings", "connections")
 SELECTOR_KEYS = ("pid", "pidfile", "exe")
 # Target keys that fall back to the [daemon] key of the same name.
 INHERITED_KEYS = (

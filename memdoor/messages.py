@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from memdoor.vocabulary import percent_of
+
 
 def human_kb(kb: int) -> str:
     if kb < 1024:
@@ -38,7 +40,7 @@ def cgroup_usage_line(
     target: str, pid: int, cgroup: str, usage_kb: int, limit_kb: int, threshold: int
 ) -> str:
     """'myapp pid 8893 cgroup /app.service 200.0 MiB of 256.0 MiB = 78% >= 50%'."""
-    percent = usage_kb * 100.0 / limit_kb
+    percent = percent_of(usage_kb, limit_kb)
     return (
         f"{target} pid {pid} cgroup {cgroup} {human_kb(usage_kb)} of {human_kb(limit_kb)} = "
         f"{against_threshold(percent, threshold)}"

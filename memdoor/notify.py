@@ -9,12 +9,11 @@ every call is a no-op, so the daemon runs the same outside systemd.
 from __future__ import annotations
 
 import os
-import time
 from typing import Callable, Optional
 
 import sdnotify
 
-from memdoor.numbers import decimal
+from memdoor.vocabulary import decimal, monotonic_usec
 
 # PID 1 reads at most 4096 bytes per datagram; a status line is far shorter.
 MAX_STATUS = 1024
@@ -46,7 +45,7 @@ class Notifier:
         self.send(status_assignment(status))
 
     def reloading(self) -> None:
-        self.send("RELOADING=1", f"MONOTONIC_USEC={_monotonic_usec()}")
+        self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
 
     def stopping(self) -> None:
         self.send("STOPPING=1")
@@ -63,10 +62,6 @@ class Notifier:
 def status_assignment(status: str) -> str:
     text = status.encode("ascii", "replace").decode("ascii").replace("\n", " ")
     return f"STATUS={text[:MAX_STATUS]}"
-
-
-def _monotonic_usec() -> int:
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
 def watchdog_interval() -> Optional[float]:

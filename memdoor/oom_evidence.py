@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 from memdoor.collect.kmsg import KmsgReader
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.kmsg import OomKillReport, merge_oom_reports, parse_oom_kill
-from memdoor.render.snapshot_dict import rfc3339
+from memdoor.vocabulary import monotonic_usec, rfc3339
 
 # Reports older than this are forgotten: a watcher learns of its process's death
 # within a few intervals, and pids recycle.
@@ -54,11 +54,6 @@ def same_cgroup(kernel_path: str, our_path: str) -> bool:
     """The kernel prints a cgroup from its hierarchy's root; /proc/PID/cgroup inside a
     cgroup namespace shows the part below the namespace's root, i.e. the tail."""
     return kernel_path == our_path or (our_path != "/" and kernel_path.endswith(our_path))
-
-
-def monotonic_usec() -> int:
-    """The clock /dev/kmsg timestamps use (local_clock: monotonic since boot)."""
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
 def boottime_offset_usec() -> int:

@@ -8,7 +8,6 @@ the dict to the sink dispatcher, which is structlog's "logger".
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import MutableMapping
 from typing import Any, Protocol
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 import structlog
 
 from memdoor.config import ConfigError
-from memdoor.render.snapshot_dict import rfc3339
+from memdoor.vocabulary import compact_json, rfc3339
 
 SCHEMA_VERSION = 1
 # The fields every record starts with, in this order, so a human reading the
@@ -53,7 +52,7 @@ def render_line(
     _logger: Any, _method: str, event_dict: EventDict
 ) -> tuple[tuple[str], dict[str, Any]]:
     """Render once; the stdout sink writes the line, journald stores the same bytes."""
-    line = json.dumps(event_dict, separators=(",", ":"), ensure_ascii=False, default=str)
+    line = compact_json(event_dict)
     return (line,), {"record": event_dict}
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 from memdoor.collect.identity import read_exe
 from memdoor.collect.reading import Unreadable, malformed, read_text
-from memdoor.numbers import decimal
+from memdoor.vocabulary import decimal
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,7 @@ from memdoor.procfs.maps import Mapping
 from memdoor.procfs.meminfo import MemInfo
 from memdoor.procfs.net import Socket
 from memdoor.procfs.status import ProcStatus
-
-SECTIONS = ("memory", "oom", "tree", "mappings", "connections")
+from memdoor.vocabulary import ALL_SECTIONS, Section
 
 
 @dataclass
@@ -70,7 +69,7 @@ def _stat_path(pid: int, proc: str) -> str:
 
 def take_snapshot(
     pid: int,
-    sections: Collection[str] = SECTIONS,
+    sections: Collection[Section] = ALL_SECTIONS,
     expected_start_ticks: Optional[int] = None,
     proc: str = "/proc",
     cgroups: Optional[CgroupLayout] = None,

@@ -31,7 +31,7 @@ from memdoor.collect.cgroup import (
 )
 from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity
 from memdoor.collect.liveness import Liveness, Verdict, check_process
-from memdoor.collect.memory import read_rss_kb, usage_percent
+from memdoor.collect.memory import read_rss_kb
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
 from memdoor.messages import cgroup_usage_line, human_kb, usage_line
@@ -49,6 +49,7 @@ from memdoor.render.snapshot_dict import cgroup_dict, cgroup_path, memory_dict
 from memdoor.render.summary import connection_signature, mapping_signature
 from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.system_memory import MemTotal
+from memdoor.vocabulary import percent_of
 
 GONE_REASONS = {
     Verdict.EXITED: "exited",
@@ -326,7 +327,7 @@ class ProcessWatcher:
         total_kb = self.services.mem_total.kb()
         if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
             return None
-        percent = usage_percent(rss_kb, total_kb)
+        percent = percent_of(rss_kb, total_kb)
         self._current_kb = rss_kb
         return Measure(
             percent, usage_line(target.name, self.pid, rss_kb, percent, target.threshold)
@@ -350,7 +351,7 @@ class ProcessWatcher:
         usage = read_usage_bytes(watch.limit)
         if isinstance(usage, Unreadable):
             return None
-        percent = usage * 100.0 / watch.limit_bytes
+        percent = percent_of(usage, watch.limit_bytes)
         self._current_kb = usage // 1024
         return Measure(
             percent,

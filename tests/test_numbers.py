@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from memdoor.numbers import decimal
+from memdoor.vocabulary import decimal
 
 
 @pytest.mark.parametrize(

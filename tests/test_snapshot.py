@@ -21,7 +21,8 @@ from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor
 from memdoor.procfs.stat import ProcStat
 from memdoor.render.snapshot_dict import snapshot_dict
-from memdoor.snapshot import SECTIONS, Snapshot, take_snapshot
+from memdoor.snapshot import Snapshot, take_snapshot
+from memdoor.vocabulary import ALL_SECTIONS as SECTIONS
 from tests.collect.trees import (
     COMPLETE,
     MALFORMED_STATUS,

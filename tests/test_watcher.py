@@ -17,12 +17,13 @@ from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.liveness import Liveness, Verdict
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
-from memdoor.oom_evidence import KernelLog, monotonic_usec
+from memdoor.oom_evidence import KernelLog
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import build_logger
 from memdoor.render.bounded import RECORD_BUDGET
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
+from memdoor.vocabulary import monotonic_usec
 from memdoor.watcher import Measure, ProcessWatcher, Services, TargetState
 from tests.record_schema import validate_record
 

@@ -13,12 +13,12 @@ from typing import NoReturn, Optional, TextIO
 from memdoor.cli.usage import EX_USAGE, USAGE, version_line
 from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.liveness import Verdict, check_process
-from memdoor.collect.memory import read_meminfo, read_rss_kb, usage_percent
+from memdoor.collect.memory import read_meminfo, read_rss_kb
 from memdoor.collect.reading import Unreadable
-from memdoor.numbers import decimal
 from memdoor.render.seed_text import below_threshold_report, full_report, report_time
-from memdoor.render.snapshot_dict import rfc3339, snapshot_dict
+from memdoor.render.snapshot_dict import snapshot_dict
 from memdoor.snapshot import Snapshot, take_snapshot
+from memdoor.vocabulary import decimal, percent_of, rfc3339
 
 EXIT_MISMATCH = 1
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -129,7 +129,7 @@ class SeedWatch:
         meminfo = read_meminfo()
         if isinstance(rss, Unreadable) or isinstance(meminfo, Unreadable):
             return None
-        return usage_percent(rss, meminfo.total_kb)
+        return percent_of(rss, meminfo.total_kb)
 
     def _below(self, now: float, percent: Optional[float]) -> None:
         if self.json:

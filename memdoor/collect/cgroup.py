@@ -26,6 +26,7 @@ from memdoor.procfs.cgroup import (
     parse_proc_cgroup,
     relative_to_mount_root,
 )
+from memdoor.vocabulary import percent_of
 
 T = TypeVar("T")
 
@@ -381,7 +382,7 @@ def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupMemory, Unreadable]:
         return stat
     percent = None
     if limit_bytes is not None and limit_usage is not None:
-        percent = limit_usage * 100.0 / limit_bytes
+        percent = percent_of(limit_usage, limit_bytes)
     return CgroupMemory(
         cgroup=cg,
         usage_bytes=usage,

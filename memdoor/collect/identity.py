@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from memdoor.collect.reading import Unreadable, read_bytes, read_link, read_parsed, read_text
-from memdoor.numbers import decimal
 from memdoor.procfs.cmdline import parse_cmdline
 from memdoor.procfs.stat import ProcStat, parse_stat
+from memdoor.vocabulary import decimal
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DELETED_SUFFIX = " (deleted)"

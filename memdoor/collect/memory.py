@@ -16,6 +16,7 @@ from memdoor.procfs.meminfo import MemInfo, parse_meminfo
 from memdoor.procfs.smaps import MemoryRollup, parse_smaps_rollup
 from memdoor.procfs.statm import parse_statm_resident_pages
 from memdoor.procfs.status import ProcStatus, parse_status
+from memdoor.vocabulary import percent_of
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -45,11 +46,7 @@ class MemoryFigures:
         """The seed's rule: RSS / MemTotal * 100."""
         if self.rss_kb is None or self.mem_total_kb is None:
             return None
-        return usage_percent(self.rss_kb, self.mem_total_kb)
-
-
-def usage_percent(rss_kb: int, mem_total_kb: int) -> float:
-    return rss_kb * 100.0 / mem_total_kb
+        return percent_of(self.rss_kb, self.mem_total_kb)
 
 
 def read_meminfo(proc: str = "/proc") -> Union[MemInfo, Unreadable]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from memdoor.collect.reading import Unreadable, malformed, read_text
+from memdoor.vocabulary import decimal
 
 
 @dataclass(frozen=True)
@@ -19,11 +20,13 @@ def _read_int(path: str, problems: list[Unreadable]) -> Optional[int]:
     if isinstance(text, Unreadable):
         problems.append(text)
         return None
-    try:
-        return int(text.strip())
-    except ValueError:
+    stripped = text.strip()
+    # oom_score_adj is signed (-1000..1000).
+    value = decimal(stripped.removeprefix("-")) if stripped else None
+    if value is None:
         problems.append(malformed(path, f"expected an integer, got {text[:40]!r}"))
         return None
+    return -value if stripped.startswith("-") else value
 
 
 def read_oom_scores(pid: int, problems: list[Unreadable], proc: str = "/proc") -> OomScores:

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
+from memdoor.vocabulary import decimal
 
 CgroupVersion = Literal[1, 2]
 

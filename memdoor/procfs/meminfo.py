@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
+from memdoor.vocabulary import decimal
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import socket
 import sys
 from typing import Literal, NamedTuple, Optional
 
-from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
+from memdoor.vocabulary import decimal
 
 Protocol = Literal["tcp", "udp"]
 

@@ -6,8 +6,8 @@ process has, whereas smaps_rollup walks every mapping (see proc-costs.md).
 
 from __future__ import annotations
 
-from memdoor.numbers import decimal
 from memdoor.procfs.errors import ParseError
+from memdoor.vocabulary import decimal
 
 
 def parse_statm_resident_pages(text: str) -> int:

@@ -9,15 +9,13 @@ native protocol but may exceed shippers' limits.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.render.snapshot_dict import process_dict, snapshot_dict
 from memdoor.render.summary import summarize_connections, summarize_mappings
 from memdoor.snapshot import Snapshot
-
-Detail = Literal["summary", "full"]
+from memdoor.vocabulary import Detail, compact_json
 
 RECORD_BUDGET = 16 * 1024
 # Room for what the record adds around the snapshot: timestamp, level, event,
@@ -29,7 +27,7 @@ MAX_CMDLINE_CHARS = 2048
 
 
 def _size(data: dict[str, Any]) -> int:
-    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    return len(compact_json(data).encode())
 
 
 def _summary(snapshot: Snapshot, cmdline: Optional[list[str]], listed: int) -> dict[str, Any]:

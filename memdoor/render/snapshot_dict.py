@@ -7,7 +7,6 @@ Schema describes one structure.
 
 from __future__ import annotations
 
-import datetime
 import os
 import posixpath
 from typing import Any, Optional
@@ -18,12 +17,7 @@ from memdoor.collect.memory import MemoryFigures
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot
-
-
-def rfc3339(epoch: float) -> str:
-    """UTC with milliseconds and a Z, the form Elasticsearch and Loki parse without a pattern."""
-    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+from memdoor.vocabulary import rfc3339
 
 
 def process_dict(identity: ProcessIdentity, cmdline: Optional[list[str]]) -> dict[str, Any]:

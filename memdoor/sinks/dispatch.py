@@ -9,16 +9,15 @@ closed pipe does not reopen.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import sys
 from typing import Any, Callable, Optional
 
-from memdoor.config import RecordFormat
 from memdoor.render.ecs import to_ecs
 from memdoor.sinks.journal_fields import journal_fields
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink
+from memdoor.vocabulary import RecordFormat, compact_json
 
 FailureReporter = Callable[[str, str], None]
 
@@ -53,7 +52,7 @@ class Dispatcher:
             wanted = self.formats.get(sink, "memdoor")
             if wanted not in rendered:
                 document = to_ecs(record, self.host_name)
-                rendered[wanted] = json.dumps(document, separators=(",", ":"), default=str)
+                rendered[wanted] = compact_json(document)
             return rendered[wanted]
 
         if self.stdout is not None and "stdout" not in self.failing:

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Optional, TextIO
 
-from memdoor.numbers import decimal
+from memdoor.vocabulary import decimal
 
 
 class StdoutSink:

@@ -13,12 +13,12 @@ from memdoor.collect.memory import (
     read_rollup,
     read_rss_kb,
     read_status,
-    usage_percent,
 )
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.meminfo import MemInfo
 from memdoor.procfs.smaps import MemoryRollup
 from memdoor.procfs.status import ProcStatus
+from memdoor.vocabulary import percent_of
 from tests.collect.trees import COMPLETE, MALFORMED_STATUS, MISSING, MODERN, OLD_KERNEL, deny
 from tests.workload import SpawnWorkload
 
@@ -135,8 +135,8 @@ def test_swap_falls_back_to_the_rollup_without_status() -> None:
 
 
 def test_usage_percent() -> None:
-    assert usage_percent(512, 1024) == 50.0
-    assert usage_percent(0, 1024) == 0.0
+    assert percent_of(512, 1024) == 50.0
+    assert percent_of(0, 1024) == 0.0
 
 
 def test_real_process_rss(spawn_workload: SpawnWorkload) -> None:
