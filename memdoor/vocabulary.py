@@ -59,3 +59,19 @@ def decimal(text: str) -> Optional[int]:
 def percent_of(part: int, whole: int) -> float:
     """part as a percentage of whole: RSS of MemTotal, a cgroup's usage of its limit."""
     return part * 100.0 / whole
+
+
+# A threshold in percent: 0 would fire always, 100 never before the kill.
+THRESHOLD_MIN, THRESHOLD_MAX = 1, 99
+
+
+def path_problem(path: str) -> Optional[str]:
+    """Why path cannot name a file memdoor opens, or None.
+
+    A relative path would depend on the working directory, which systemd sets to /.
+    """
+    if "\0" in path:
+        return "must not contain a NUL character"
+    if not path.startswith("/"):
+        return "must be an absolute path"
+    return None
