@@ -12,24 +12,33 @@ import asyncio
 import concurrent.futures
 import os
 import signal
+import socket
 import time
-from typing import Any, Optional
+from typing import Optional
 
-from memdoor.collect.cgroup import CgroupLayout, find_cgroup_mounts
+from memdoor.collect.cgroup import CgroupMounts, find_cgroup_mounts
 from memdoor.collect.reading import Unreadable
 from memdoor.config import Config, ConfigError, ResolvedTarget, effective_targets, load_config
-from memdoor.nearby import NEARBY_PERIOD, CgroupGroup, NeighbourKillCounter, WatchedProcess
+from memdoor.emitter import DaemonRecords, TargetRecords
 from memdoor.notify import Notifier, watchdog_interval
-from memdoor.oom_evidence import KernelLog, kill_dict
+from memdoor.oom.kernel_log import KernelLog
+from memdoor.oom.nearby import (
+    NEARBY_PERIOD,
+    NearbyKill,
+    NeighbourKillCounter,
+    Placement,
+    nearby_from_report,
+)
 from memdoor.pressure import PressureHub
 from memdoor.procfs.kmsg import OomKillReport
-from memdoor.records import build_logger, log_config_invalid
-from memdoor.sinks.dispatch import Dispatcher
+from memdoor.records import RecordLog
+from memdoor.render.ecs import ecs_formatter
+from memdoor.sinks.dispatch import Dispatcher, Formatter
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink, stdout_is_journal_stream
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
-from memdoor.watcher import Services, TargetState
+from memdoor.watch.context import Services, TargetState
 
 STATUS_PERIOD = 5.0
 SNAPSHOT_THREADS = 2
@@ -47,11 +56,14 @@ def build_dispatcher(config: Config) -> Dispatcher:
     stdout_wanted = config.sinks.stdout.enabled and not (
         journald is not None and stdout_is_journal_stream()
     )
-    return Dispatcher(
-        StdoutSink() if stdout_wanted else None,
-        journald,
-        {"stdout": config.sinks.stdout.format, "journald": config.sinks.journald.format},
-    )
+    # One formatter for both sinks, so an ECS document is rendered once per record.
+    ecs = ecs_formatter(socket.gethostname())
+    formatters: dict[str, Formatter] = {
+        sink: ecs
+        for sink, settings in (("stdout", config.sinks.stdout), ("journald", config.sinks.journald))
+        if settings.format == "ecs"
+    }
+    return Dispatcher(StdoutSink() if stdout_wanted else None, journald, formatters)
 
 
 class Daemon:
@@ -62,30 +74,26 @@ class Daemon:
         self.cgroup_problem = layout if isinstance(layout, Unreadable) else None
         self.services = Services(
             mem_total=MemTotal(proc),
-            cgroups=layout if isinstance(layout, CgroupLayout) else None,
+            cgroups=layout if isinstance(layout, CgroupMounts) else None,
             kernel_log=KernelLog(),
             pressure=PressureHub(),
             proc=proc,
             neighbour_kills=NeighbourKillCounter(proc),
         )
         self.dispatcher = build_dispatcher(config)
-        self.log = self._logger_for(self.dispatcher)
-        self.notifier = Notifier(self._notify_failed)
+        self.records = self._records_for(self.dispatcher)
+        self.notifier = Notifier(self.records.notify_failed)
         self.supervisors: dict[
             str, tuple[ResolvedTarget, TargetSupervisor, asyncio.Task[None]]
         ] = {}
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
 
-    def _logger_for(self, dispatcher: Dispatcher) -> Any:
-        log = build_logger(dispatcher)
-        dispatcher.on_failure = lambda sink, detail: log.error(
-            "sink_failed", message=f"sink {sink} failed: {detail}", sink=sink, detail=detail
-        )
-        return log
-
-    def _notify_failed(self, detail: str) -> None:
-        self.log.error("notify_failed", message=detail, detail=detail)
+    def _records_for(self, dispatcher: Dispatcher) -> DaemonRecords:
+        records = DaemonRecords(RecordLog(dispatcher))
+        # Through self.records: after a reload the failure goes to the new sinks.
+        dispatcher.on_failure = lambda sink, detail: self.records.sink_failed(sink, detail)
+        return records
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -104,13 +112,11 @@ class Daemon:
         kernel_log.listeners.append(self._oom_kill_seen)
         if self.services.pressure is not None:
             self.services.pressure.start(loop)
-        self.log.info(
-            "daemon_started",
-            message=f"memdoor started: {len(self.config.targets)} targets, "
-            f"sinks {', '.join(self.dispatcher.sink_names) or 'none'}",
-            config=self.config_path,
-            daemon_pid=os.getpid(),
-            evidence=self._evidence_sources(),
+        self.records.daemon_started(
+            self.config_path,
+            len(self.config.targets),
+            self.dispatcher.sink_names,
+            self._evidence_sources(),
         )
         self._apply_targets(effective_targets(self.config))
         helpers = [loop.create_task(self._report_status())]
@@ -132,7 +138,7 @@ class Daemon:
                     self.reload()
         finally:
             self.notifier.stopping()
-            self.log.info("daemon_stopping", message="memdoor stopping")
+            self.records.daemon_stopping()
             for task in helpers:
                 task.cancel()
             await self._stop_targets(list(self.supervisors))
@@ -142,7 +148,7 @@ class Daemon:
                 self.services.pressure.close()
         return 0
 
-    def _evidence_sources(self) -> dict[str, Any]:
+    def _evidence_sources(self) -> dict[str, str]:
         """Which OOM evidence and cgroup figures this host lets us read, said once at start."""
         layout = self.services.cgroups
         unavailable = self.services.kernel_log.unavailable
@@ -151,6 +157,8 @@ class Daemon:
             memory = f"cgroup v2 at {layout.v2.mount_point}"
         elif layout is not None and layout.v1_memory is not None:
             memory = f"cgroup v1 at {layout.v1_memory.mount_point}"
+        if memory is None and layout is not None and layout.problems:
+            memory = f"unknown: {layout.problems[0].detail}"
         return {
             "kmsg": "readable"
             if unavailable is None
@@ -160,27 +168,21 @@ class Daemon:
         }
 
     def _oom_kill_seen(self, report: OomKillReport) -> None:
-        """A kill in the kernel log: tell each target whose processes share the victim's cgroup.
+        """A kill in the kernel log: tell each target whose processes share the victim's cgroup."""
+        self._tell_nearby(nearby_from_report(report, self._placements()))
 
-        The victim itself, when watched, gets its oom_killed record from its own
-        watcher, with the last snapshot; this lighter record is for the others.
-        """
-        if report.task_memcg is None:
-            return
-        for name, (_target, supervisor, _task) in self.supervisors.items():
-            if supervisor.watches(report.pid):
-                continue
-            neighbours = supervisor.watchers_in_cgroup(report.task_memcg)
-            if neighbours:
-                neighbours[0].log_event(
-                    "error",
-                    "oom_kill_nearby",
-                    f"{name}: the OOM killer killed pid {report.pid} ({report.name}) in the same "
-                    f"cgroup {report.task_memcg}",
-                    kill=kill_dict(report, None, None, None),
-                    victim_pid=report.pid,
-                    kills=1,
-                )
+    def _placements(self) -> list[Placement]:
+        return [
+            p
+            for _t, supervisor, _task in self.supervisors.values()
+            for p in supervisor.placements()
+        ]
+
+    def _tell_nearby(self, kills: list[NearbyKill]) -> None:
+        for nearby in kills:
+            entry = self.supervisors.get(nearby.target)
+            if entry is not None:
+                entry[1].state.records.oom_kill_nearby(nearby)
 
     async def _count_neighbour_kills(self) -> None:
         """Without the kernel log, neighbours' kills come from the cgroups' OOM counters."""
@@ -189,29 +191,7 @@ class Daemon:
             self.check_neighbour_kills()
 
     def check_neighbour_kills(self) -> None:
-        groups: dict[str, CgroupGroup] = {}
-        for _target, supervisor, _task in self.supervisors.values():
-            for watcher in supervisor.live_watchers():
-                if watcher.cgroup is not None:
-                    cgroup = watcher.cgroup.cgroup
-                    group = groups.setdefault(cgroup.directory, CgroupGroup(cgroup))
-                    group.processes.append(
-                        WatchedProcess(watcher.pid, watcher.identity.start_ticks)
-                    )
-        for found in self.services.neighbour_kills.check(groups.values()):
-            for name, (_target, supervisor, _task) in self.supervisors.items():
-                neighbours = supervisor.watchers_in_cgroup(found.cgroup.path)
-                if neighbours:
-                    neighbours[0].log_event(
-                        "error",
-                        "oom_kill_nearby",
-                        f"{name}: the OOM killer killed {found.kills} process(es) memdoor does "
-                        f"not watch in the same cgroup {found.cgroup.path} (told by its OOM "
-                        "counter; the kernel log, which would name them, is not readable)",
-                        kill=kill_dict(None, found.before, found.after, found.cgroup.directory),
-                        victim_pid=None,
-                        kills=found.kills,
-                    )
+        self._tell_nearby(self.services.neighbour_kills.check_placements(self._placements()))
 
     def reload(self) -> None:
         """Apply a new config; an invalid one is reported and the running one stays."""
@@ -219,26 +199,21 @@ class Daemon:
         try:
             new_config = load_config(self.config_path) if self.config_path else self.config
         except ConfigError as exc:
-            log_config_invalid(self.log, exc, "reload rejected, the running configuration stays")
+            self.records.config_invalid(exc, "reload rejected, the running configuration stays")
             self.notifier.ready(self.status_line())
             return
         if new_config.sinks != self.config.sinks:
             if self.dispatcher.journald is not None:
                 self.dispatcher.journald.close()
             self.dispatcher = build_dispatcher(new_config)
-            self.log = self._logger_for(self.dispatcher)
-            for _target, supervisor, _task in self.supervisors.values():
-                supervisor.state.log = self.log
+            self.records = self._records_for(self.dispatcher)
         self.config = new_config
+        for _target, supervisor, _task in self.supervisors.values():
+            # Kept targets keep their processes' state and follow the new daemon-wide keys.
+            supervisor.state.records.writer = self.records.writer
+            supervisor.state.records.redact_cmdline = new_config.daemon.redact_cmdline
         added, removed, changed = self._apply_targets(effective_targets(new_config))
-        self.log.info(
-            "config_reloaded",
-            message=f"configuration reloaded: {len(added)} added, {len(removed)} removed, "
-            f"{len(changed)} changed",
-            added=added,
-            removed=removed,
-            changed=changed,
-        )
+        self.records.config_reloaded(added, removed, changed)
         self.notifier.ready(self.status_line())
 
     def _apply_targets(
@@ -258,12 +233,8 @@ class Daemon:
         return added, removed, changed
 
     def _start(self, target: ResolvedTarget) -> None:
-        state = TargetState(
-            target=target,
-            log=self.log,
-            services=self.services,
-            redact_cmdline=self.config.daemon.redact_cmdline,
-        )
+        records = TargetRecords(self.records.writer, target, self.config.daemon.redact_cmdline)
+        state = TargetState(records=records, services=self.services)
         supervisor = TargetSupervisor(state)
         task = asyncio.get_running_loop().create_task(supervisor.run())
         self.supervisors[target.name] = (target, supervisor, task)
@@ -283,12 +254,16 @@ class Daemon:
         )
 
     async def _report_status(self) -> None:
+        """STATUS= when it changes; and kernel log records lost since the last look."""
         last = ""
         while True:
             line = self.status_line()
             if line != last:
                 self.notifier.status(line)
                 last = line
+            losses = self.services.kernel_log.take_losses()
+            if losses is not None:
+                self.records.kernel_log_lost(losses)
             await asyncio.sleep(STATUS_PERIOD)
 
     async def _feed_watchdog(self, period: float) -> None:

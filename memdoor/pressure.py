@@ -65,6 +65,14 @@ class _Source:
     wakes: list[Wake] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """One wake-up registered: its kind, for records, and how to drop it."""
+
+    kind: str
+    cancel: Callable[[], None]
+
+
 class PressureHub:
     def __init__(self) -> None:
         self._epoll = select.epoll()
@@ -96,8 +104,8 @@ class PressureHub:
 
     def subscribe(
         self, key: tuple[str, str, int], wake: Wake, opener: Callable[[], _Source]
-    ) -> Union[str, Unreadable]:
-        """Add wake to the source under key, opening it on first use; returns its kind."""
+    ) -> Union[Subscription, Unreadable]:
+        """Add wake to the source under key, opening it on first use."""
         source = self._by_key.get(key)
         if source is None:
             try:
@@ -109,15 +117,15 @@ class PressureHub:
                 self._by_fd[fd] = source
                 self._epoll.register(fd, source.events)
         source.wakes.append(wake)
-        return source.kind
+        return Subscription(source.kind, lambda: self._cancel(key, source, wake))
 
-    def unsubscribe(self, wake: Wake) -> None:
-        for key, source in list(self._by_key.items()):
-            if wake in source.wakes:
-                source.wakes.remove(wake)
-                if not source.wakes:
-                    del self._by_key[key]
-                    self._close_source(source)
+    def _cancel(self, key: tuple[str, str, int], source: _Source, wake: Wake) -> None:
+        """Drop one wake; the last one closes the source (and so the registration)."""
+        if wake in source.wakes:
+            source.wakes.remove(wake)
+        if not source.wakes and self._by_key.get(key) is source:
+            del self._by_key[key]
+            self._close_source(source)
 
     def _close_source(self, source: _Source) -> None:
         if source.fds:
@@ -127,7 +135,7 @@ class PressureHub:
         for fd in source.fds:
             os.close(fd)
 
-    def watch_psi(self, path: str, wake: Wake) -> Union[str, Unreadable]:
+    def watch_psi(self, path: str, wake: Wake) -> Union[Subscription, Unreadable]:
         """A PSI trigger on /proc/pressure/memory or a cgroup2 memory.pressure."""
 
         def open_trigger() -> _Source:
@@ -143,7 +151,7 @@ class PressureHub:
 
     def watch_v1_usage(
         self, directory: str, threshold_bytes: int, wake: Wake
-    ) -> Union[str, Unreadable]:
+    ) -> Union[Subscription, Unreadable]:
         """An eventfd that fires when the v1 cgroup's usage crosses threshold_bytes."""
 
         def open_threshold() -> _Source:
@@ -174,7 +182,7 @@ class PressureHub:
 
         return self.subscribe(("v1", directory, threshold_bytes), wake, open_threshold)
 
-    def watch_v2_events(self, directory: str, wake: Wake) -> Union[str, Unreadable]:
+    def watch_v2_events(self, directory: str, wake: Wake) -> Union[Subscription, Unreadable]:
         """POLLPRI on memory.events: the cgroup hit memory.high or memory.max."""
         path = os.path.join(directory, "memory.events")
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from memdoor.config import ConfigError
+from memdoor.events import Event, Level
 from memdoor.vocabulary import compact_json, rfc3339
 
 SCHEMA_VERSION = 1
@@ -86,11 +86,11 @@ def build_logger(sink: RecordSink) -> Any:
     )
 
 
-def log_config_invalid(log: Any, exc: ConfigError, consequence: str) -> None:
-    """One config_invalid record: the file, and each key path with its reason."""
-    log.error(
-        "config_invalid",
-        message=f"{exc.path}: invalid configuration, {consequence}: "
-        + "; ".join(p.describe(exc.path) for p in exc.problems),
-        **exc.record_fields(),
-    )
+class RecordLog:
+    """Where the emitter's records enter the processor chain (memdoor.emitter's writer)."""
+
+    def __init__(self, sink: RecordSink) -> None:
+        self._logger = build_logger(sink)
+
+    def write(self, level: Level, event: Event, fields: dict[str, Any]) -> None:
+        getattr(self._logger, level)(event.value, **fields)

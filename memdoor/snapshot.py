@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from memdoor.collect.cgroup import (
-    CgroupLayout,
-    CgroupMemory,
+    CgroupFigures,
+    CgroupMounts,
     memory_cgroup_of,
     read_cgroup_memory,
 )
@@ -45,7 +45,7 @@ class Snapshot:
     taken_at: float
     identity: Optional[ProcessIdentity] = None
     memory: Optional[MemoryFigures] = None
-    cgroup: Optional[CgroupMemory] = None
+    cgroup: Optional[CgroupFigures] = None
     oom: Optional[OomScores] = None
     tree: Optional[list[Ancestor]] = None
     mappings: Optional[list[Mapping]] = None
@@ -72,7 +72,7 @@ def take_snapshot(
     sections: Collection[Section] = ALL_SECTIONS,
     expected_start_ticks: Optional[int] = None,
     proc: str = "/proc",
-    cgroups: Optional[CgroupLayout] = None,
+    cgroups: Optional[CgroupMounts] = None,
 ) -> Snapshot:
     """Read every requested section; never raises for anything the process or kernel does.
 
@@ -131,8 +131,8 @@ def _read_memory(pid: int, problems: list[Unreadable], proc: str) -> Optional[Me
 
 
 def read_process_cgroup(
-    pid: int, cgroups: CgroupLayout, problems: list[Unreadable], proc: str = "/proc"
-) -> Optional[CgroupMemory]:
+    pid: int, cgroups: CgroupMounts, problems: list[Unreadable], proc: str = "/proc"
+) -> Optional[CgroupFigures]:
     cgroup = memory_cgroup_of(pid, cgroups, proc)
     if isinstance(cgroup, Unreadable):
         problems.append(cgroup)

@@ -16,8 +16,10 @@ from typing import Optional
 
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.reading import Unreadable
+from memdoor.oom.nearby import Placement, WatchedProcess
 from memdoor.resolve import Resolution, resolve
-from memdoor.watcher import ProcessWatcher, TargetState
+from memdoor.watch.context import TargetState
+from memdoor.watcher import ProcessWatcher
 
 
 class TargetSupervisor:
@@ -72,12 +74,7 @@ class TargetSupervisor:
             where = traceback.extract_tb(exc.__traceback__)[-1]
             text = f"{exc!r} at {where.filename}:{where.lineno} in {where.name}"
             if text != self._last_failure:
-                self.state.log.error(
-                    "watcher_failed",
-                    target=self.name,
-                    message=f"{self.name}: supervision step failed, retried every "
-                    f"{self.state.target.interval:g} s: {text}",
-                )
+                self.state.records.supervision_failed(text)
             self._last_failure = text
         else:
             self._last_failure = None
@@ -111,16 +108,12 @@ class TargetSupervisor:
         if target.exe is not None and identity.exe is None:
             return  # cannot confirm it runs the exe: never report a stranger
         watcher = ProcessWatcher(self.state, identity)
-        watcher.attach()
+        attach_problems = watcher.attach()
         self._waiting_reported = False
-        watcher.log_event(
-            "info",
-            "target_found",
-            f"{target.name}: watching pid {pid} ({identity.exe or identity.name})",
-            process=watcher.process_fields(),
-            cgroup_path=watcher.cgroup.cgroup.path if watcher.cgroup else None,
-            wakeups=watcher.wakeups,
-            problems=[p.to_dict() for p in problems + watcher.wakeup_problems],
+        watcher.records.target_found(
+            None if watcher.tracker is None else watcher.tracker.place.path,
+            watcher.wakeups.kinds,
+            problems + attach_problems,
         )
         self.watchers[pid] = (watcher, asyncio.get_running_loop().create_task(watcher.run()))
 
@@ -129,46 +122,33 @@ class TargetSupervisor:
             if task.done():
                 del self.watchers[pid]
                 self.ended_pids.add(pid)
-                if not task.cancelled() and task.exception() is not None:
-                    self.state.log.error(
-                        "watcher_failed",
-                        target=self.name,
-                        pid=pid,
-                        message=f"{self.name} pid {pid}: watcher failed: {task.exception()!r}",
-                    )
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    self.state.records.watcher_failed(pid, error)
 
     def _report_resolution(self, resolution: Resolution) -> None:
         """Say once when a target has nothing to watch or its locator fails, not every tick."""
         problem = resolution.problem
-        text = f"{problem.what}: {problem.reason} ({problem.detail})" if problem else None
-        if text != self._last_problem and problem is not None:
-            self.state.log.warning(
-                "target_unresolved",
-                target=self.name,
-                message=f"{self.name}: cannot resolve: {text}",
-                problems=[problem.to_dict()],
-            )
+        text = None
+        if problem is not None:
+            text = f"{problem.what}: {problem.reason} ({problem.detail})"
+            if text != self._last_problem:
+                self.state.records.target_unresolved(text, problem)
         self._last_problem = text
         if not resolution.pids and not self.watchers and not self._waiting_reported:
             self._waiting_reported = True
-            self.state.log.info(
-                "target_waiting",
-                target=self.name,
-                message=f"{self.name}: no process to watch yet",
-            )
+            self.state.records.target_waiting()
 
-    def watches(self, pid: int) -> bool:
-        return pid in self.watchers
-
-    def live_watchers(self) -> list[ProcessWatcher]:
-        return [watcher for watcher, task in self.watchers.values() if not task.done()]
-
-    def watchers_in_cgroup(self, path: str) -> list[ProcessWatcher]:
-        """Live watchers whose process's memory cgroup is path (as the kernel log names it)."""
+    def placements(self) -> list[Placement]:
+        """Each watched process with its cgroup, for memdoor.oom.nearby."""
         return [
-            watcher
-            for watcher in self.live_watchers()
-            if watcher.cgroup is not None and watcher.cgroup.cgroup.path == path
+            Placement(
+                self.name,
+                WatchedProcess(pid, watcher.identity.start_ticks),
+                None if watcher.tracker is None else watcher.tracker.place,
+                live=not task.done(),
+            )
+            for pid, (watcher, task) in self.watchers.items()
         ]
 
     def stale(self, now: float, allowance: float) -> bool:

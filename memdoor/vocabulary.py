@@ -22,8 +22,9 @@ ThresholdBase = Literal["system", "cgroup"]
 Detail = Literal["summary", "full"]
 # How a sink writes a record: memdoor's own shape, or an Elastic Common Schema document.
 RecordFormat = Literal["memdoor", "ecs"]
-# 2**64 has 20 digits; the kernel writes no longer number.
-MAX_DIGITS = 20
+# Far beyond any number the kernel writes (2**64 has 20 digits), and under the
+# 4,300 digits past which int() raises.
+MAX_DIGITS = 1000
 
 
 def rfc3339(epoch: float) -> str:
@@ -48,8 +49,7 @@ def decimal(text: str) -> Optional[int]:
     For numbers the kernel, systemd or a pidfile wrote. str.isdigit() accepts
     digits such as '²' that int() refuses, and int() accepts what none of them
     writes (' 7', '+7', '7_000'), so neither alone tells a number from damage.
-    More digits than any 64-bit counter has are damage too (and int() refuses
-    numbers of thousands of digits).
+    Thousands of digits are damage too (and int() refuses them).
     """
     if len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
         return None

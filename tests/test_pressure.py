@@ -16,10 +16,11 @@ import pytest
 
 from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.reading import Unreadable
-from memdoor.oom_evidence import KernelLog
-from memdoor.pressure import PressureHub, Wake
+from memdoor.oom.kernel_log import KernelLog
+from memdoor.pressure import PressureHub, Subscription, Wake
 from memdoor.system_memory import MemTotal
-from memdoor.watcher import ProcessWatcher, Services
+from memdoor.watch.context import Services
+from memdoor.watcher import ProcessWatcher
 from tests.memcg import MIB, LiveCgroup, live_memory_cgroup
 from tests.test_watcher import identity_of, make_state
 
@@ -46,7 +47,9 @@ def run_with_hub(test: Callable[[PressureHub], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-def limit_watch(hub: PressureHub, cgroup: LiveCgroup, wake: Wake) -> Union[str, Unreadable]:
+def limit_watch(
+    hub: PressureHub, cgroup: LiveCgroup, wake: Wake
+) -> Union[Subscription, Unreadable]:
     """The wake-up a watcher registers on a limited cgroup at 32 MiB, per version."""
     if cgroup.version == 1:
         return hub.watch_v1_usage(cgroup.directory, 32 * MIB, wake)
@@ -61,8 +64,12 @@ def test_crossing_in_the_cgroup_wakes() -> None:
     async def test(hub: PressureHub) -> None:
         woken = asyncio.Event()
         with live_memory_cgroup(256 * MIB) as cgroup:
-            kind = limit_watch(hub, cgroup, woken.set)
-            assert kind == {1: "cgroup_v1_threshold", 2: "cgroup_v2_events"}[cgroup.version]
+            subscription = limit_watch(hub, cgroup, woken.set)
+            assert isinstance(subscription, Subscription), subscription
+            assert (
+                subscription.kind
+                == {1: "cgroup_v1_threshold", 2: "cgroup_v2_events"}[cgroup.version]
+            )
             await wait_for_wake(woken, lambda: cgroup.spawn("--touch-mb", "64"))
 
     run_with_hub(test)
@@ -76,9 +83,10 @@ def test_unsubscribing_closes_what_was_opened() -> None:
             def wake() -> None:
                 pass
 
-            assert not isinstance(limit_watch(hub, cgroup, wake), Unreadable)
+            subscription = limit_watch(hub, cgroup, wake)
+            assert isinstance(subscription, Subscription), subscription
             assert set(os.listdir("/proc/self/fd")) > before
-            hub.unsubscribe(wake)
+            subscription.cancel()
             assert set(os.listdir("/proc/self/fd")) == before
 
     run_with_hub(test)
@@ -90,7 +98,7 @@ def test_system_psi_trigger_registers_or_says_why() -> None:
     async def test(hub: PressureHub) -> None:
         outcome = hub.watch_psi("/proc/pressure/memory", lambda: None)
         if os.path.exists("/proc/pressure/memory"):
-            assert outcome == "psi", outcome
+            assert isinstance(outcome, Subscription) and outcome.kind == "psi", outcome
         else:
             assert isinstance(outcome, Unreadable) and outcome.reason == "vanished"
 
@@ -100,7 +108,7 @@ def test_system_psi_trigger_registers_or_says_why() -> None:
 def test_a_lowered_limit_moves_the_watchers_wake_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """A v1 threshold is a byte value: registered at 50% of 1 GiB it would not fire at
     50% of 128 MiB. The watcher registers again when it finds the limit changed."""
-    monkeypatch.setattr("memdoor.watcher.CGROUP_REFRESH", 0.0)
+    monkeypatch.setattr("memdoor.watch.measure.CGROUP_REFRESH", 0.0)
     layout = find_cgroup_mounts()
     assert not isinstance(layout, Unreadable)
 
@@ -116,11 +124,11 @@ def test_a_lowered_limit_moves_the_watchers_wake_up(monkeypatch: pytest.MonkeyPa
             watcher.wake = woken.set  # type: ignore[method-assign]
             watcher.attach()
             try:
-                assert "cgroup_v1_threshold" in watcher.wakeups, watcher.wakeup_problems
+                assert "cgroup_v1_threshold" in watcher.wakeups.kinds, watcher.wakeups.problems
                 cgroup.set_limit(128 * MIB)
                 await watcher.tick()
                 await wait_for_wake(woken, lambda: cgroup.spawn("--touch-mb", "80"))
             finally:
-                watcher.detach()
+                watcher.wakeups.cancel()
 
     run_with_hub(test)

@@ -304,7 +304,7 @@ def test_real_large_process_being_freed_is_gone_not_torn() -> None:
             snapshots.append(take_snapshot(pid, ("memory",), cgroups=layout))
     *alive, dead = snapshots
     for snapshot in alive:
-        assert snapshot.cgroup is not None and snapshot.cgroup.cgroup.path == ours.path
+        assert snapshot.cgroup is not None and snapshot.cgroup.place.path == ours.path
     (problem,) = dead.problems
     assert problem.reason == "vanished"
     assert problem.detail.endswith(("(exiting)", "(zombie)")), problem

@@ -17,14 +17,17 @@ from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.liveness import Liveness, Verdict
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
-from memdoor.oom_evidence import KernelLog
+from memdoor.oom.kernel_log import KernelLog
 from memdoor.procfs.kmsg import OomKillReport
-from memdoor.records import build_logger
+from memdoor.records import RecordLog
 from memdoor.render.bounded import RECORD_BUDGET
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import monotonic_usec
-from memdoor.watcher import Measure, ProcessWatcher, Services, TargetState
+from memdoor.emitter import TargetRecords
+from memdoor.watch.context import Services, TargetState
+from memdoor.watch.measure import Measure
+from memdoor.watcher import ProcessWatcher
 from tests.record_schema import validate_record
 
 
@@ -32,11 +35,8 @@ class RecordingLog:
     def __init__(self) -> None:
         self.records: list[tuple[str, str, dict[str, Any]]] = []
 
-    def __getattr__(self, level: str) -> Any:
-        def log(event: str, **fields: Any) -> None:
-            self.records.append((level, event, fields))
-
-        return log
+    def write(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        self.records.append((level, event, fields))
 
     def events(self) -> list[str]:
         return [event for _level, event, _fields in self.records]
@@ -70,12 +70,12 @@ def make_state(
         services = Services(
             mem_total=MemTotal(), cgroups=None, kernel_log=KernelLog(), pressure=None
         )
-    return TargetState(
-        target=ResolvedTarget(**settings),
-        log=RecordingLog(),
-        services=services,
-        redact_cmdline=True,
-    )
+    records = TargetRecords(RecordingLog(), ResolvedTarget(**settings), redact_cmdline=True)
+    return TargetState(records=records, services=services)
+
+
+def log_of(state: TargetState) -> Any:
+    return state.records.writer
 
 
 def identity_of(pid: int) -> Any:
@@ -92,8 +92,8 @@ def test_a_reused_pid_is_reported_gone_and_never_snapshotted(spawn_workload) -> 
     # the live process at this pid is a stranger.
     watcher = ProcessWatcher(state, dataclasses.replace(real, start_ticks=real.start_ticks - 1))
     asyncio.run(watcher.tick())
-    assert state.log.events() == ["target_gone"]
-    assert state.log.records[0][2]["reason"] == "pid_reused"
+    assert log_of(state).events() == ["target_gone"]
+    assert log_of(state).records[0][2]["reason"] == "pid_reused"
     assert watcher.ended == "pid_reused"
 
 
@@ -118,12 +118,12 @@ def test_crossing_then_samples_then_count(spawn_workload) -> None:
     watcher = ProcessWatcher(state, identity_of(workload.pid))
 
     asyncio.run(tick_spaced(watcher, 3))
-    assert state.log.events() == ["threshold_crossed", "count_reached"]
-    crossed = state.log.records[0][2]
+    assert log_of(state).events() == ["threshold_crossed", "count_reached"]
+    crossed = log_of(state).records[0][2]
     assert crossed["process"]["cmdline"] == workload.proc.args[:1]
     assert crossed["memory"]["rss_kb"] >= size_mb * 1024
     assert "mappings_summary" in crossed and "mappings" not in crossed
-    assert watcher.last_snapshot is not None and watcher.last_snapshot.mappings
+    assert watcher.evidence.last is not None and watcher.evidence.last.mappings
 
 
 def test_samples_between_full_snapshots(spawn_workload) -> None:
@@ -133,10 +133,10 @@ def test_samples_between_full_snapshots(spawn_workload) -> None:
     watcher = ProcessWatcher(state, identity_of(workload.pid))
 
     asyncio.run(tick_spaced(watcher, 3))
-    assert state.log.events() == ["threshold_crossed", "sample", "sample"]
-    sample = state.log.records[1][2]
+    assert log_of(state).events() == ["threshold_crossed", "sample", "sample"]
+    sample = log_of(state).records[1][2]
     assert sample["memory"]["rss_kb"] >= size_mb * 1024
-    assert sample["counts"]["mappings"] == len(watcher.last_snapshot.mappings)
+    assert sample["counts"]["mappings"] == len(watcher.evidence.last.mappings)
     assert len(json.dumps(sample)) < 2048
 
 
@@ -145,10 +145,10 @@ def test_below_threshold_keeps_a_snapshot_in_memory_without_emitting(spawn_workl
     state = make_state(workload.pid, threshold=99)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
     asyncio.run(watcher.tick())
-    assert state.log.events() == []
-    assert watcher.last_snapshot is not None
-    assert watcher.last_snapshot.memory is not None
-    assert watcher.last_snapshot.memory.rss_kb >= 32 * 1024
+    assert log_of(state).events() == []
+    assert watcher.evidence.last is not None
+    assert watcher.evidence.last.memory is not None
+    assert watcher.evidence.last.memory.rss_kb >= 32 * 1024
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_a_failing_resolution_is_reported_once_and_retried(
     workload = spawn_workload()
     state = make_state(workload.pid, threshold=99)
     collector = LineCollector()
-    state.log = build_logger(collector)
+    state.records.writer = RecordLog(collector)
     calls: list[int] = []
 
     def resolve_failing_twice(*args: Any) -> Any:
@@ -225,7 +225,7 @@ def test_a_failing_watcher_is_reported(spawn_workload, monkeypatch: pytest.Monke
     workload = spawn_workload()
     state = make_state(workload.pid, threshold=99)
     collector = LineCollector()
-    state.log = build_logger(collector)
+    state.records.writer = RecordLog(collector)
 
     async def failing_tick(self: ProcessWatcher) -> float:
         raise RuntimeError("bug in a tick")
@@ -266,11 +266,11 @@ def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workloa
     state = make_state(workload.pid, threshold=99)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
     asyncio.run(watcher.tick())
-    kept = watcher.last_snapshot
+    kept = watcher.evidence.last
     assert kept is not None
     plant_kill(state, workload.pid)
-    asyncio.run(watcher._snapshot(force=True))
-    assert watcher.last_snapshot is kept
+    asyncio.run(watcher._snapshot(0, force=True))
+    assert watcher.evidence.last is kept
 
 
 def test_in_a_container_a_siblings_earlier_kill_is_not_pinned_on_a_normal_exit(
@@ -289,23 +289,23 @@ def test_in_a_container_a_siblings_earlier_kill_is_not_pinned_on_a_normal_exit(
     identity = identity_of(workload.pid)
     watcher = ProcessWatcher(state, identity)
     watcher.attach()
-    assert watcher.cgroup is not None
+    assert watcher.tracker is not None
     sibling_kill = OomKillReport(
         pid=900001,
         name=identity.name,
         evidence=("killed", "constraint"),
         usec_since_boot=monotonic_usec(),
         cgroup_kill=True,
-        task_memcg=watcher.cgroup.cgroup.path,
+        task_memcg=watcher.tracker.place.path,
     )
     kernel_log.keep(sibling_kill, time.monotonic())
     asyncio.run(watcher.tick())
-    assert state.log.events() == []
+    assert log_of(state).events() == []
     workload.stop()
     asyncio.run(watcher.tick())
-    assert state.log.events() == ["target_gone"]
+    assert log_of(state).events() == ["target_gone"]
     # The report was not consumed: the sibling's own watcher could still claim it.
-    assert kernel_log.kill_of(1, 0, identity.name, watcher.cgroup.cgroup.path) == sibling_kill
+    assert kernel_log.kill_of(1, 0, identity.name, watcher.tracker.place.path) == sibling_kill
 
 
 class LineCollector:
@@ -320,17 +320,17 @@ def test_summary_records_stay_under_16_kib_even_for_oom_killed(spawn_workload) -
     """A 20,000-mapping process with a 100 KB command line: found, crossed, killed."""
     workload = spawn_workload("--mappings", "20000", "--tcp-pairs", "300")
     state = make_state(workload.pid, threshold=1)
-    state.redact_cmdline = False
+    state.records.redact_cmdline = False
     collector = LineCollector()
-    state.log = build_logger(collector)
+    state.records.writer = RecordLog(collector)
     identity = dataclasses.replace(
         identity_of(workload.pid), cmdline=["java", "-cp", "x" * 100_000, "Main"]
     )
     watcher = ProcessWatcher(state, identity)
-    watcher.log_event("info", "target_found", "found", process=watcher.process_fields())
-    asyncio.run(watcher._snapshot(force=True))
-    assert watcher.last_snapshot is not None
-    watcher._emit_full("threshold_crossed", watcher.last_snapshot, Measure(1.5, "crossed"))
+    watcher.records.target_found(None, [], [])
+    asyncio.run(watcher._snapshot(0, force=True))
+    assert watcher.evidence.last is not None
+    watcher.records.full_snapshot(True, watcher.evidence.last, Measure(1.5, "crossed", 0, "system"))
     plant_kill(
         state,
         workload.pid,

@@ -17,7 +17,8 @@ from memdoor.collect.memory import read_meminfo
 from memdoor.collect.reading import Unreadable
 from memdoor.config import EX_CONFIG, Config, ConfigError, load_config, render_effective
 from memdoor.daemon import Daemon
-from memdoor.records import build_logger, log_config_invalid
+from memdoor.emitter import DaemonRecords
+from memdoor.records import RecordLog
 from memdoor.sinks.dispatch import Dispatcher
 from memdoor.sinks.stdout import StdoutSink
 
@@ -35,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 def _report_config_error(exc: ConfigError) -> None:
     """stderr for the operator, one JSON record for whatever collects the output."""
     print(str(exc), file=sys.stderr, flush=True)
-    log_config_invalid(build_logger(Dispatcher(StdoutSink(), None)), exc, "not started")
+    DaemonRecords(RecordLog(Dispatcher(StdoutSink(), None))).config_invalid(exc, "not started")
 
 
 def _load(path: str) -> Optional[Config]:

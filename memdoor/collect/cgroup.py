@@ -12,8 +12,9 @@ which is how the fixture trees in tests/fixtures/cgroup stand in for real hosts.
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass
-from typing import Optional, TypeVar, Union
+from typing import NamedTuple, Optional, TypeVar, Union
 
 from memdoor.collect.reading import Unreadable, malformed, read_parsed, read_text
 from memdoor.procfs.cgroup import (
@@ -51,7 +52,7 @@ _V1_FILES = _Files("memory.usage_in_bytes", "memory.limit_in_bytes", None, ("mem
 
 
 @dataclass(frozen=True)
-class CgroupLayout:
+class CgroupMounts:
     """Where this host mounts the cgroup hierarchies that can hold the memory controller.
 
     A controller is attached to exactly one hierarchy, so at most one of
@@ -62,6 +63,7 @@ class CgroupLayout:
     v2: Optional[CgroupMount]
     v2_memory: bool
     v1_memory: Optional[CgroupMount]
+    # Why the v2 root's controllers could not be read, when they could not.
     problems: tuple[Unreadable, ...] = ()
 
     def directory(self, mount: CgroupMount) -> str:
@@ -82,9 +84,26 @@ class MemoryCgroup:
     top: str
     path: str
 
+    def path_of(self, directory: str) -> str:
+        """Another cgroup directory of this hierarchy named as the kernel log and
+        /proc/PID/cgroup name it ("/a/b"), such as the ancestor whose limit applies.
+
+        The directory is below the mount point; the name is below the hierarchy's
+        root, which differs when a container bind-mounts a subtree: the mount's own
+        name is this cgroup's path minus its part below the mount point.
+        """
+        own_relative = os.path.relpath(self.directory, self.top)
+        mount_name = self.path
+        if own_relative != "." and self.path.endswith("/" + own_relative):
+            mount_name = self.path[: -len(own_relative) - 1] or "/"
+        elif own_relative != ".":
+            mount_name = "/"
+        relative = os.path.relpath(directory, self.top)
+        return mount_name if relative == "." else posixpath.join(mount_name, relative)
+
 
 @dataclass(frozen=True)
-class CgroupMemory:
+class CgroupFigures:
     """Usage and limits of one memory cgroup, in bytes.
 
     limit_bytes is the tightest limit on the way to the top, because a parent's
@@ -102,7 +121,7 @@ class CgroupMemory:
     None only where the kernel has none (the cgroup2 root on older kernels).
     """
 
-    cgroup: MemoryCgroup
+    place: MemoryCgroup
     usage_bytes: Optional[int]
     limit_bytes: Optional[int]
     limit_directory: Optional[str]
@@ -113,6 +132,11 @@ class CgroupMemory:
     oom_counters: dict[str, int]
     oom_counters_source: Optional[str]
     stat: Optional[dict[str, int]]
+
+    @property
+    def limit_path(self) -> Optional[str]:
+        """Where the limit that applies is set, by its cgroup path."""
+        return None if self.limit_directory is None else self.place.path_of(self.limit_directory)
 
 
 def _prefer_whole_hierarchy(mounts: list[CgroupMount]) -> Optional[CgroupMount]:
@@ -125,7 +149,7 @@ def _prefer_whole_hierarchy(mounts: list[CgroupMount]) -> Optional[CgroupMount]:
 
 def find_cgroup_mounts(
     proc_root: str = "/proc", fs_root: str = "/"
-) -> Union[CgroupLayout, Unreadable]:
+) -> Union[CgroupMounts, Unreadable]:
     """Find the v2 mount and the v1 memory mount from /proc/self/mountinfo.
 
     Never assumes /sys/fs/cgroup: hybrid hosts put cgroup2 at
@@ -139,13 +163,13 @@ def find_cgroup_mounts(
     v1_memory = _prefer_whole_hierarchy(
         [mount for mount in mounts if mount.version == 1 and "memory" in mount.controllers]
     )
-    layout = CgroupLayout(fs_root, v2, False, v1_memory)
+    layout = CgroupMounts(fs_root, v2, False, v1_memory)
     if v2 is None:
         return layout
     controllers = read_text(os.path.join(layout.directory(v2), "cgroup.controllers"))
     if isinstance(controllers, Unreadable):
-        return CgroupLayout(fs_root, v2, False, v1_memory, (controllers,))
-    return CgroupLayout(fs_root, v2, "memory" in controllers.split(), v1_memory)
+        return CgroupMounts(fs_root, v2, False, v1_memory, (controllers,))
+    return CgroupMounts(fs_root, v2, "memory" in controllers.split(), v1_memory)
 
 
 def _charged_directory(directory: str, top: str) -> str:
@@ -161,7 +185,7 @@ def _charged_directory(directory: str, top: str) -> str:
 
 
 def memory_cgroup_of(
-    pid: int, layout: CgroupLayout, proc_root: str = "/proc"
+    pid: int, layout: CgroupMounts, proc_root: str = "/proc"
 ) -> Union[MemoryCgroup, Unreadable]:
     """The directory of the memory cgroup pid belongs to, under this host's mounts.
 
@@ -309,7 +333,7 @@ def read_usage_bytes(cg: MemoryCgroup) -> Union[int, Unreadable]:
     The cgroup2 root has no memory.current, so this reports it as vanished there.
 
     To poll against a limit set on an ancestor, pass a MemoryCgroup whose
-    directory is CgroupMemory.limit_directory.
+    directory is CgroupFigures.limit_directory.
     """
     return read_parsed(os.path.join(cg.directory, _files(cg).usage), parse_int_file)
 
@@ -328,7 +352,14 @@ def _read_counters(cg: MemoryCgroup) -> Union[tuple[dict[str, int], str], Unread
     return None if cg.directory == cg.top else missing
 
 
-def read_oom_kill_count(cg: MemoryCgroup) -> Union[int, Unreadable]:
+class OomKillCount(NamedTuple):
+    kills: int
+    # The counter file it was read from: memory.events.local, memory.events or
+    # memory.oom_control, whichever this kernel and cgroup have.
+    file: str
+
+
+def read_oom_kill_count(cg: MemoryCgroup) -> Union[OomKillCount, Unreadable]:
     """How many processes of this cgroup the OOM killer has killed.
 
     Read from the same file read_cgroup_memory reports. The count lives in the
@@ -345,10 +376,10 @@ def read_oom_kill_count(cg: MemoryCgroup) -> Union[int, Unreadable]:
     values, path = counters
     if "oom_kill" not in values:
         return malformed(path, "no oom_kill counter (kernels before 4.13 do not count kills)")
-    return values["oom_kill"]
+    return OomKillCount(values["oom_kill"], path)
 
 
-def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupMemory, Unreadable]:
+def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupFigures, Unreadable]:
     """Everything a snapshot reports about the cgroup; costs a few small reads per ancestor."""
     files = _files(cg)
     usage = _read_usage_at(cg, cg.directory)
@@ -383,8 +414,8 @@ def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupMemory, Unreadable]:
     percent = None
     if limit_bytes is not None and limit_usage is not None:
         percent = percent_of(limit_usage, limit_bytes)
-    return CgroupMemory(
-        cgroup=cg,
+    return CgroupFigures(
+        place=cg,
         usage_bytes=usage,
         limit_bytes=limit_bytes,
         limit_directory=limit_directory,

@@ -102,3 +102,22 @@ def parse_maps(data: bytes) -> list[Mapping]:
     if len(mappings) != lines:
         raise ParseError(f"maps: {lines - len(mappings)} of {lines} lines are not mapping headers")
     return mappings
+
+
+# "[stack:1234]" (older kernels) is still the stack; "[anon:name]" are named
+# anonymous regions (prctl PR_SET_VMA_ANON_NAME), grouped by name.
+_THREAD_STACK = re.compile(r"^\[stack:\d+\]$")
+
+
+def mapping_group(mapping: Mapping) -> tuple[str, str]:
+    """(kind, name) of the group a mapping belongs to."""
+    path = mapping.path
+    if not path:
+        return "anonymous", "[anonymous]"
+    if _THREAD_STACK.match(path):
+        return "special", "[stack]"
+    if path.startswith("[anon:"):
+        return "anonymous", path
+    if path.startswith("["):
+        return "special", path
+    return "file", path

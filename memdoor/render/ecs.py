@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from memdoor.sinks.message_ids import MESSAGE_IDS
+from memdoor.vocabulary import compact_json
 
 # The newest ECS release (v9.4.0); every field used here is unchanged since 8.x.
 ECS_VERSION = "9.4.0"
@@ -152,3 +153,8 @@ def to_ecs(record: Mapping[str, Any], host_name: str) -> dict[str, Any]:
     document.update(_process(record))
     document[NAMESPACE] = {k: v for k, v in record.items() if k not in MOVED_KEYS}
     return document
+
+
+def ecs_formatter(host_name: str) -> Callable[[Mapping[str, Any]], str]:
+    """A record as one line of ECS JSON, for a sink whose format is "ecs"."""
+    return lambda record: compact_json(to_ecs(record, host_name))

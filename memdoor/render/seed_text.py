@@ -11,14 +11,13 @@ import time
 from collections.abc import Iterable
 from typing import Optional
 
-from memdoor.collect.cgroup import CgroupMemory
+from memdoor.collect.cgroup import CgroupFigures
 from memdoor.collect.memory import MemoryFigures
 from memdoor.collect.oom import OomScores
 from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
-from memdoor.render.snapshot_dict import cgroup_path
 from memdoor.snapshot import Snapshot
 
 BELOW_THRESHOLD = (
@@ -88,16 +87,16 @@ def _bytes_as_kb(value: Optional[int]) -> str:
     return _kb(None if value is None else value // 1024)
 
 
-def cgroup_section(cgroup: CgroupMemory) -> list[str]:
+def cgroup_section(cgroup: CgroupFigures) -> list[str]:
     kb = _bytes_as_kb
     if cgroup.limit_bytes is None:
         limit = "unlimited"
     else:
-        limit = f"{kb(cgroup.limit_bytes)} (set on {cgroup_path(cgroup, cgroup.limit_directory)})"
+        limit = f"{kb(cgroup.limit_bytes)} (set on {cgroup.limit_path})"
     percent = cgroup.usage_percent
     return [
         "##### PROCESS CGROUP MEMORY INFORMATION #####",
-        f"Cgroup Path: {cgroup.cgroup.path} (v{cgroup.cgroup.version})",
+        f"Cgroup Path: {cgroup.place.path} (v{cgroup.place.version})",
         f"Cgroup Memory Usage: {kb(cgroup.usage_bytes)}",
         f"Cgroup Memory Limit: {limit}",
         "Cgroup Memory Usage Percentage: "

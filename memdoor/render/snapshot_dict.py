@@ -7,11 +7,9 @@ Schema describes one structure.
 
 from __future__ import annotations
 
-import os
-import posixpath
 from typing import Any, Optional
 
-from memdoor.collect.cgroup import CgroupMemory
+from memdoor.collect.cgroup import CgroupFigures
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.memory import MemoryFigures
 from memdoor.procfs.maps import Mapping
@@ -55,34 +53,14 @@ def _kb(value: Optional[int]) -> Optional[int]:
     return None if value is None else value // 1024
 
 
-def cgroup_path(cgroup: CgroupMemory, directory: Optional[str]) -> Optional[str]:
-    """A cgroup directory as the kernel log and /proc/PID/cgroup name it ("/a/b").
-
-    The directory is below the mount point; the name is below the hierarchy's
-    root, which differs when a container bind-mounts a subtree: the mount's own
-    name is the process's cgroup path minus its part below the mount point.
-    """
-    if directory is None:
-        return None
-    own = cgroup.cgroup
-    own_relative = os.path.relpath(own.directory, own.top)
-    mount_name = own.path
-    if own_relative != "." and own.path.endswith("/" + own_relative):
-        mount_name = own.path[: -len(own_relative) - 1] or "/"
-    elif own_relative != ".":
-        mount_name = "/"
-    relative = os.path.relpath(directory, own.top)
-    return mount_name if relative == "." else posixpath.join(mount_name, relative)
-
-
-def cgroup_dict(cgroup: CgroupMemory) -> dict[str, Any]:
+def cgroup_dict(cgroup: CgroupFigures) -> dict[str, Any]:
     percent = cgroup.usage_percent
     return {
-        "version": cgroup.cgroup.version,
-        "path": cgroup.cgroup.path,
+        "version": cgroup.place.version,
+        "path": cgroup.place.path,
         "usage_kb": _kb(cgroup.usage_bytes),
         "limit_kb": _kb(cgroup.limit_bytes),
-        "limit_path": cgroup_path(cgroup, cgroup.limit_directory),
+        "limit_path": cgroup.limit_path,
         "limit_usage_kb": _kb(cgroup.limit_usage_bytes),
         "usage_percent": None if percent is None else round(percent, 2),
         "high_kb": _kb(cgroup.high_bytes),

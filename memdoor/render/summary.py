@@ -9,31 +9,12 @@ largest groups by resident size — and says exactly what it left out.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from typing import Any
 
-from memdoor.procfs.maps import Mapping
+from memdoor.procfs.maps import Mapping, mapping_group
 from memdoor.procfs.net import Socket
 from memdoor.render.snapshot_dict import connection_dict
-
-# "[stack:1234]" (older kernels) is still the stack; "[anon:name]" are named
-# anonymous regions (prctl PR_SET_VMA_ANON_NAME), grouped by name.
-_THREAD_STACK = re.compile(r"^\[stack:\d+\]$")
-
-
-def mapping_group(mapping: Mapping) -> tuple[str, str]:
-    """(kind, name) of the group a mapping belongs to."""
-    path = mapping.path
-    if not path:
-        return "anonymous", "[anonymous]"
-    if _THREAD_STACK.match(path):
-        return "special", "[stack]"
-    if path.startswith("[anon:"):
-        return "anonymous", path
-    if path.startswith("["):
-        return "special", path
-    return "file", path
 
 
 def _totals(mappings: Iterable[Mapping]) -> dict[str, int]:
@@ -87,19 +68,3 @@ def summarize_connections(connections: Sequence[Socket], top: int) -> dict[str, 
         "listed": [connection_dict(s) for s in ranked[:top]],
         "omitted": max(0, len(connections) - top),
     }
-
-
-def mapping_signature(mappings: Optional[Sequence[Mapping]]) -> frozenset[tuple[str, str]]:
-    """What a material change of the address space means: a file or kind appeared or went.
-
-    Anonymous regions come and go with every malloc arena; their growth shows in
-    RSS, which has its own trigger.
-    """
-    return frozenset(mapping_group(m) for m in mappings or ())
-
-
-def connection_signature(connections: Optional[Sequence[Socket]]) -> frozenset[tuple[Any, ...]]:
-    return frozenset(
-        (s.protocol, s.family, s.local, s.remote if s.state != "LISTEN" else "")
-        for s in connections or ()
-    )

@@ -9,17 +9,17 @@ closed pipe does not reopen.
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from memdoor.render.ecs import to_ecs
 from memdoor.sinks.journal_fields import journal_fields
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink
-from memdoor.vocabulary import RecordFormat, compact_json
 
 FailureReporter = Callable[[str, str], None]
+# A record in another shape than memdoor's own line (an ECS document), per sink.
+Formatter = Callable[[Mapping[str, Any]], str]
 
 
 class Dispatcher:
@@ -27,14 +27,13 @@ class Dispatcher:
         self,
         stdout: Optional[StdoutSink],
         journald: Optional[JournaldSender],
-        formats: Optional[dict[str, RecordFormat]] = None,
+        formatters: Optional[dict[str, Formatter]] = None,
     ) -> None:
         self.stdout = stdout
         self.journald = journald
-        # Per sink: "memdoor" writes the record as rendered, "ecs" as an Elastic
-        # Common Schema document. The journal's indexed fields stay memdoor's.
-        self.formats: dict[str, RecordFormat] = formats or {}
-        self.host_name = socket.gethostname()
+        # Sinks absent here write the record as rendered. The journal's indexed
+        # fields stay memdoor's whatever the format.
+        self.formatters: dict[str, Formatter] = formatters or {}
         self.records = 0
         self.failing: set[str] = set()
         self.on_failure: Optional[FailureReporter] = None
@@ -45,15 +44,16 @@ class Dispatcher:
 
     def emit(self, line: str, record: dict[str, Any]) -> None:
         self.records += 1
-        rendered: dict[RecordFormat, str] = {"memdoor": line}
+        rendered: dict[Formatter, str] = {}
 
         def line_for(sink: str) -> str:
-            """Render the ECS form at most once per record, and only if a sink wants it."""
-            wanted = self.formats.get(sink, "memdoor")
-            if wanted not in rendered:
-                document = to_ecs(record, self.host_name)
-                rendered[wanted] = compact_json(document)
-            return rendered[wanted]
+            """Render another format at most once per record, and only if a sink wants it."""
+            formatter = self.formatters.get(sink)
+            if formatter is None:
+                return line
+            if formatter not in rendered:
+                rendered[formatter] = formatter(record)
+            return rendered[formatter]
 
         if self.stdout is not None and "stdout" not in self.failing:
             try:

@@ -9,8 +9,8 @@ from typing import Union
 import pytest
 
 from memdoor.collect.cgroup import (
-    CgroupLayout,
-    CgroupMemory,
+    CgroupMounts,
+    CgroupFigures,
     MemoryCgroup,
     find_cgroup_mounts,
     memory_cgroup_of,
@@ -26,10 +26,10 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cgroup"
 GIB = 1024 * MIB
 
 
-def fixture_layout(tree: Union[str, Path]) -> CgroupLayout:
+def fixture_layout(tree: Union[str, Path]) -> CgroupMounts:
     root = FIXTURES / tree if isinstance(tree, str) else tree
     layout = find_cgroup_mounts(proc_root=str(root / "proc"), fs_root=str(root))
-    assert isinstance(layout, CgroupLayout), layout
+    assert isinstance(layout, CgroupMounts), layout
     return layout
 
 
@@ -40,9 +40,9 @@ def fixture_cgroup(tree: Union[str, Path], pid: int) -> MemoryCgroup:
     return cg
 
 
-def fixture_memory(tree: Union[str, Path], pid: int) -> CgroupMemory:
+def fixture_memory(tree: Union[str, Path], pid: int) -> CgroupFigures:
     memory = read_cgroup_memory(fixture_cgroup(tree, pid))
-    assert isinstance(memory, CgroupMemory), memory
+    assert isinstance(memory, CgroupFigures), memory
     return memory
 
 
@@ -80,7 +80,7 @@ def test_v2_process_with_the_limit_on_an_ancestor() -> None:
 
     worker = under("v2", "system.slice/app.service/worker")
     service = under("v2", "system.slice/app.service")
-    assert memory.cgroup == MemoryCgroup(2, worker, under("v2"), "/system.slice/app.service/worker")
+    assert memory.place == MemoryCgroup(2, worker, under("v2"), "/system.slice/app.service/worker")
     assert memory.usage_bytes == 384 * MIB
     assert (memory.limit_bytes, memory.limit_directory) == (GIB, service)
     # The kernel compares the service's usage (its other children included) with its limit.
@@ -118,9 +118,7 @@ def test_hybrid_host_uses_the_v1_hierarchy() -> None:
     memory = fixture_memory("hybrid", 4242)
 
     directory = under("hybrid", "memory/process_api/abc")
-    assert memory.cgroup == MemoryCgroup(
-        1, directory, under("hybrid", "memory"), "/process_api/abc"
-    )
+    assert memory.place == MemoryCgroup(1, directory, under("hybrid", "memory"), "/process_api/abc")
     assert memory.usage_bytes == 6500352
     assert (memory.limit_bytes, memory.limit_directory) == (256 * MIB, directory)
     assert memory.usage_percent == pytest.approx(6500352 * 100 / (256 * MIB))
@@ -132,7 +130,7 @@ def test_hybrid_host_uses_the_v1_hierarchy() -> None:
 def test_v1_root_cgroup_has_no_limit() -> None:
     memory = fixture_memory("hybrid", 1)
 
-    assert memory.cgroup.directory == under("hybrid", "memory")
+    assert memory.place.directory == under("hybrid", "memory")
     assert memory.usage_bytes == 2 * GIB
     assert (memory.limit_bytes, memory.limit_directory, memory.usage_percent) == (None, None, None)
     assert memory.oom_counters["oom_kill"] == 5
@@ -141,7 +139,7 @@ def test_v1_root_cgroup_has_no_limit() -> None:
 def test_v1_host_limit_on_an_ancestor() -> None:
     memory = fixture_memory("v1", 4242)
 
-    assert memory.cgroup.directory == under("v1", "memory/machine.slice/vm1")
+    assert memory.place.directory == under("v1", "memory/machine.slice/vm1")
     assert memory.limit_bytes == GIB
     assert memory.limit_directory == under("v1", "memory/machine.slice")
     assert memory.limit_usage_bytes == 768 * MIB
@@ -159,7 +157,7 @@ def test_container_with_cgroup_namespace() -> None:
     memory = fixture_memory("container", 1)
 
     top = under("container")
-    assert memory.cgroup == MemoryCgroup(2, top, top, "/")
+    assert memory.place == MemoryCgroup(2, top, top, "/")
     assert (memory.limit_bytes, memory.limit_directory) == (512 * MIB, top)
     assert memory.usage_percent == pytest.approx(50 * 100 / 512)
     # A kernel before 5.2 has no memory.events.local: the hierarchical file stands in.
@@ -171,7 +169,7 @@ def test_container_with_bind_mounted_v1_subtree() -> None:
     memory = fixture_memory("docker-v1", 1)
 
     top = under("docker-v1", "memory")
-    assert memory.cgroup == MemoryCgroup(1, top, top, "/docker/0123abcd")
+    assert memory.place == MemoryCgroup(1, top, top, "/docker/0123abcd")
     assert (memory.limit_bytes, memory.limit_directory) == (512 * MIB, top)
 
 
@@ -202,7 +200,7 @@ def test_process_in_the_v2_root_cgroup() -> None:
     memory = read_cgroup_memory(cg)
 
     assert cg.directory == cg.top == under("root-cgroup")
-    assert isinstance(memory, CgroupMemory)
+    assert isinstance(memory, CgroupFigures)
     assert (memory.usage_bytes, memory.limit_bytes, memory.usage_percent) == (None, None, None)
     assert (memory.oom_counters, memory.oom_counters_source) == ({}, None)
     assert memory.stat is not None and memory.stat["anon"] == GIB
@@ -225,7 +223,7 @@ def test_usage_poll(tree: str, pid: int, usage: int) -> None:
     [("v2", 4242, 1), ("v1", 4242, 2), ("hybrid", 4242, 0), ("container", 1, 0)],
 )
 def test_oom_kill_count(tree: str, pid: int, count: int) -> None:
-    assert read_oom_kill_count(fixture_cgroup(tree, pid)) == count
+    assert read_oom_kill_count(fixture_cgroup(tree, pid)).kills == count
 
 
 def test_oom_kill_count_of_a_kernel_that_does_not_count() -> None:
@@ -313,7 +311,7 @@ def test_directory_outside_its_top_is_a_programming_error() -> None:
 # Real kernel from here on: a child of this process's own memory cgroup.
 
 
-def host_layout() -> CgroupLayout:
+def host_layout() -> CgroupMounts:
     layout = find_cgroup_mounts()
     if isinstance(layout, Unreadable):
         pytest.skip(f"cannot read this host's cgroup mounts: {layout.detail}")
@@ -350,7 +348,7 @@ def test_real_cgroup_usage_and_limit() -> None:
         poll = read_usage_bytes(cg)
 
     assert cg.directory == cgroup.directory
-    assert isinstance(memory, CgroupMemory), memory
+    assert isinstance(memory, CgroupFigures), memory
     assert memory.usage_bytes is not None and memory.usage_bytes >= 64 * MIB
     # The workload is idle, so only per-CPU charge batching can move the figure.
     assert abs(memory.usage_bytes - expected_usage) <= 2 * MIB
@@ -377,8 +375,8 @@ def test_real_oom_kill_is_counted() -> None:
         memory = read_cgroup_memory(cg)
 
     assert status == -signal.SIGKILL
-    assert (before, after) == (0, 1)
-    assert isinstance(memory, CgroupMemory) and memory.oom_counters["oom_kill"] == 1
+    assert (before.kills, after.kills) == (0, 1)
+    assert isinstance(memory, CgroupFigures) and memory.oom_counters["oom_kill"] == 1
 
 
 def test_removed_cgroup_reads_as_vanished() -> None:

@@ -1,12 +1,7 @@
-"""What the kernel says about OOM kills, gathered for the watchers.
+"""The kernel log followed for OOM kill reports, kept by victim for the watchers.
 
-Two sources, each optional: the kernel log (/dev/kmsg: the OOM killer names
-its victim with pid, figures and cgroup), and the victim's cgroup OOM counter
-(v2 memory.events oom_kill, v1 memory.oom_control oom_kill). kmsg is the only
-one that names the pid; a counter that rose while the process died is strong
-evidence but not proof, and the record says which source told.
-
-The kernel log is also the only source that outlives the victim's cgroup: a
+The OOM killer names its victim in /dev/kmsg with pid, figures and cgroup. The
+kernel log is also the only source that outlives the victim's cgroup: a
 service manager removes a unit's cgroup about a millisecond after its last
 process died (measured with systemd 252 on cgroup v1, where the v1 counter goes
 with the directory, even for a reader holding the file open), long before the
@@ -18,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
-from memdoor.collect.kmsg import KmsgReader
 from memdoor.collect.reading import Unreadable
+from memdoor.oom.kmsg_reader import KmsgLosses, KmsgReader
 from memdoor.procfs.kmsg import OomKillReport, merge_oom_reports, parse_oom_kill
-from memdoor.vocabulary import monotonic_usec, rfc3339
+from memdoor.vocabulary import monotonic_usec
 
 # Reports older than this are forgotten: a watcher learns of its process's death
 # within a few intervals, and pids recycle.
@@ -110,6 +105,10 @@ class KernelLog:
             self.reader.close()
         self.reader = None
 
+    def take_losses(self) -> Optional[KmsgLosses]:
+        """Records lost since the last call (ring buffer wrapped, unparsable), or None."""
+        return self.reader.take_losses() if isinstance(self.reader, KmsgReader) else None
+
     def drain(self) -> None:
         """Read what arrived; called by the loop, and before any verdict so none is missed."""
         if not isinstance(self.reader, KmsgReader):
@@ -178,44 +177,3 @@ class KernelLog:
                 del self.reports[victim]
                 return report
         return None
-
-
-# What the kernel log says about the victim, copied into the record as is.
-KMSG_FIELDS = (
-    "name",
-    "constraint",
-    "cgroup_kill",
-    "oom_memcg",
-    "task_memcg",
-    "total_vm_kb",
-    "anon_rss_kb",
-    "file_rss_kb",
-    "shmem_rss_kb",
-    "pgtables_kb",
-    "oom_score_adj",
-    "uid",
-)
-
-
-def kill_dict(
-    report: Optional[OomKillReport],
-    counter_before: Optional[int],
-    counter_after: Optional[int],
-    counter_source: Optional[str],
-) -> dict[str, Any]:
-    """The `kill` section of an oom_killed record: every source, and which ones told."""
-    counter_rose = (
-        counter_before is not None and counter_after is not None and counter_after > counter_before
-    )
-    sources = (["kmsg"] if report else []) + (["cgroup_counter"] if counter_rose else [])
-    data: dict[str, Any] = {
-        "sources": sources,
-        "killed_at": rfc3339(wall_time_of(report.usec_since_boot)) if report else None,
-    }
-    data.update({name: getattr(report, name) if report else None for name in KMSG_FIELDS})
-    data.update(
-        cgroup_oom_kill_before=counter_before,
-        cgroup_oom_kill_after=counter_after,
-        cgroup_counter_file=counter_source,
-    )
-    return data

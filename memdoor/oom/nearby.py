@@ -1,7 +1,7 @@
-"""OOM kills of unwatched processes in a watched cgroup, told by its counter alone.
+"""OOM kills of unwatched processes in a watched process's cgroup (oom_kill_nearby).
 
-The kernel log names every victim, and memdoor reports the kills of a watched
-process's neighbours from it (oom_kill_nearby). Where the log cannot be read
+The kernel log names every victim with its cgroup: each target with a watched
+process in that cgroup is told once (nearby_from_report). Where the log cannot be read
 (a container, a unit without CAP_SYSLOG under kernel.dmesg_restrict) the
 cgroup's own OOM counter still rises with each kill in it: v2
 memory.events.local or v1 memory.oom_control, read every few seconds for each
@@ -17,12 +17,15 @@ many.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Optional
 
 from memdoor.collect.cgroup import MemoryCgroup, read_oom_kill_count
 from memdoor.collect.liveness import Verdict, check_process
 from memdoor.collect.reading import Unreadable
+from memdoor.oom.kill import Kill
+from memdoor.procfs.kmsg import OomKillReport
 
 # How often the counters are read: a neighbour's kill is reported this late at
 # most, plus the time a dying watched process takes to be reported.
@@ -35,8 +38,33 @@ class WatchedProcess:
     start_ticks: int
 
 
+@dataclass(frozen=True)
+class Placement:
+    """A watched process, the target watching it, and its memory cgroup: what the
+    daemon hands over so that nothing here reaches into watchers."""
+
+    target: str
+    process: WatchedProcess
+    cgroup: Optional[MemoryCgroup]
+    # False once its watcher ended: still the target's own process, no longer told.
+    live: bool = True
+
+
+@dataclass(frozen=True)
+class NearbyKill:
+    """One kill to tell one target, through one of its live processes in that cgroup."""
+
+    target: str
+    pid: int
+    cgroup_path: str
+    kill: Kill
+    victim_pid: Optional[int]
+    victim_name: Optional[str]
+    kills: int
+
+
 @dataclass
-class CgroupGroup:
+class WatchedCgroup:
     """A cgroup and the watched processes in it, as one check sees them."""
 
     cgroup: MemoryCgroup
@@ -49,6 +77,8 @@ class NearbyKills:
     before: int
     after: int
     kills: int
+    # The counter file read.
+    file: str
 
 
 @dataclass
@@ -82,17 +112,18 @@ class NeighbourKillCounter:
         if ledger is not None:
             ledger.claimed += kills
 
-    def check(self, groups: Iterable[CgroupGroup]) -> list[NearbyKills]:
+    def check(self, groups: Iterable[WatchedCgroup]) -> list[NearbyKills]:
         """Read each cgroup's counter once; return the kills no watched process accounts for."""
         found = []
         seen = set()
         for group in groups:
             directory = group.cgroup.directory
             seen.add(directory)
-            count = read_oom_kill_count(group.cgroup)
-            if isinstance(count, Unreadable):
+            counted = read_oom_kill_count(group.cgroup)
+            if isinstance(counted, Unreadable):
                 self._ledgers.pop(directory, None)
                 continue
+            count = counted.kills
             ledger = self._ledgers.get(directory)
             if ledger is None or count < ledger.explained:
                 # Not tracked yet, or a new cgroup of the same name: a baseline.
@@ -105,7 +136,55 @@ class NeighbourKillCounter:
             ledger.claimed -= by_watched
             before, ledger.explained = ledger.explained, count
             if rise > by_watched:
-                found.append(NearbyKills(group.cgroup, before, count, rise - by_watched))
+                found.append(
+                    NearbyKills(group.cgroup, before, count, rise - by_watched, counted.file)
+                )
         for directory in set(self._ledgers) - seen:
             del self._ledgers[directory]
         return found
+
+    def check_placements(self, placements: Sequence[Placement]) -> list[NearbyKill]:
+        """check() over the cgroups of the live placements, each kill told to its targets."""
+        groups: dict[str, WatchedCgroup] = {}
+        for placement in placements:
+            if placement.live and placement.cgroup is not None:
+                group = groups.setdefault(
+                    placement.cgroup.directory, WatchedCgroup(placement.cgroup)
+                )
+                group.processes.append(placement.process)
+        told = []
+        for found in self.check(groups.values()):
+            kill = Kill(None, found.before, found.after, found.file)
+            told += [
+                NearbyKill(target, pid, found.cgroup.path, kill, None, None, found.kills)
+                for target, pid in _one_per_target(placements, found.cgroup.path)
+            ]
+        return told
+
+
+def _one_per_target(placements: Sequence[Placement], cgroup_path: str) -> list[tuple[str, int]]:
+    """(target, pid) of the first live watched process of each target in that cgroup."""
+    chosen: dict[str, int] = {}
+    for placement in placements:
+        cgroup = placement.cgroup
+        if not placement.live or cgroup is None or placement.target in chosen:
+            continue
+        if cgroup.path == cgroup_path:
+            chosen[placement.target] = placement.process.pid
+    return list(chosen.items())
+
+
+def nearby_from_report(report: OomKillReport, placements: Sequence[Placement]) -> list[NearbyKill]:
+    """A kill in the kernel log, told to each target watching a process in the victim's cgroup.
+
+    A target that watches the victim itself is not told: its own watcher reports
+    the kill as oom_killed, with the last snapshot.
+    """
+    if report.task_memcg is None:
+        return []
+    own = {p.target for p in placements if p.process.pid == report.pid}
+    return [
+        NearbyKill(target, pid, report.task_memcg, Kill(report), report.pid, report.name, 1)
+        for target, pid in _one_per_target(placements, report.task_memcg)
+        if target not in own
+    ]

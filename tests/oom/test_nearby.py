@@ -17,7 +17,7 @@ import pytest
 from memdoor.collect.cgroup import MemoryCgroup, find_cgroup_mounts, memory_cgroup_of
 from memdoor.collect.identity import read_stat
 from memdoor.collect.reading import Unreadable
-from memdoor.nearby import CgroupGroup, NearbyKills, NeighbourKillCounter, WatchedProcess
+from memdoor.oom.nearby import NearbyKills, NeighbourKillCounter, WatchedCgroup, WatchedProcess
 from tests.memcg import MIB, live_memory_cgroup
 
 
@@ -25,6 +25,10 @@ def set_oom_kills(directory: Path, count: int) -> None:
     (directory / "memory.events.local").write_text(
         f"low 0\nhigh 0\nmax 3\noom 1\noom_kill {count}\noom_group_kill 0\n"
     )
+
+
+def events_file(cgroup: MemoryCgroup) -> str:
+    return os.path.join(cgroup.directory, "memory.events.local")
 
 
 @pytest.fixture
@@ -51,11 +55,11 @@ def test_a_rise_while_every_watched_process_lives_is_a_neighbours_kill(
     cgroup: MemoryCgroup, sleeper: WatchedProcess
 ) -> None:
     counter = NeighbourKillCounter()
-    group = CgroupGroup(cgroup, [sleeper])
+    group = WatchedCgroup(cgroup, [sleeper])
     assert counter.check([group]) == []  # the baseline
     assert counter.check([group]) == []
     set_oom_kills(Path(cgroup.directory), 2)
-    assert counter.check([group]) == [NearbyKills(cgroup, 0, 2, 2)]
+    assert counter.check([group]) == [NearbyKills(cgroup, 0, 2, 2, events_file(cgroup))]
     assert counter.check([group]) == []
 
 
@@ -66,7 +70,9 @@ def test_a_kill_between_tracking_and_the_first_check_counts(
     counter = NeighbourKillCounter()
     counter.track(cgroup.directory, 0)
     set_oom_kills(Path(cgroup.directory), 1)
-    assert counter.check([CgroupGroup(cgroup, [sleeper])]) == [NearbyKills(cgroup, 0, 1, 1)]
+    assert counter.check([WatchedCgroup(cgroup, [sleeper])]) == [
+        NearbyKills(cgroup, 0, 1, 1, events_file(cgroup))
+    ]
 
 
 def test_a_rise_waits_while_a_watched_process_is_dying_and_its_claim_explains_it(
@@ -77,26 +83,26 @@ def test_a_rise_waits_while_a_watched_process_is_dying_and_its_claim_explains_it
     stat = read_stat(victim.pid)
     assert not isinstance(stat, Unreadable)
     watched = [sleeper, WatchedProcess(victim.pid, stat.start_ticks)]
-    assert counter.check([CgroupGroup(cgroup, watched)]) == []
+    assert counter.check([WatchedCgroup(cgroup, watched)]) == []
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     set_oom_kills(Path(cgroup.directory), 1)
     # Its watcher has not told yet: the rise may be its own.
-    assert counter.check([CgroupGroup(cgroup, watched)]) == []
+    assert counter.check([WatchedCgroup(cgroup, watched)]) == []
     # It reported oom_killed with the counter's rise and left the watched set.
     counter.claim(cgroup.directory, 1)
-    assert counter.check([CgroupGroup(cgroup, [sleeper])]) == []
+    assert counter.check([WatchedCgroup(cgroup, [sleeper])]) == []
 
 
 def test_claims_are_subtracted_and_the_rest_reported(
     cgroup: MemoryCgroup, sleeper: WatchedProcess
 ) -> None:
     counter = NeighbourKillCounter()
-    group = CgroupGroup(cgroup, [sleeper])
+    group = WatchedCgroup(cgroup, [sleeper])
     counter.check([group])
     counter.claim(cgroup.directory, 1)
     set_oom_kills(Path(cgroup.directory), 3)
-    assert counter.check([group]) == [NearbyKills(cgroup, 0, 3, 2)]
+    assert counter.check([group]) == [NearbyKills(cgroup, 0, 3, 2, events_file(cgroup))]
 
 
 def test_a_lower_counter_is_a_new_cgroup_and_a_new_baseline(
@@ -104,17 +110,17 @@ def test_a_lower_counter_is_a_new_cgroup_and_a_new_baseline(
 ) -> None:
     counter = NeighbourKillCounter()
     set_oom_kills(Path(cgroup.directory), 5)
-    group = CgroupGroup(cgroup, [sleeper])
+    group = WatchedCgroup(cgroup, [sleeper])
     counter.check([group])
     set_oom_kills(Path(cgroup.directory), 1)
     assert counter.check([group]) == []
     set_oom_kills(Path(cgroup.directory), 2)
-    assert counter.check([group]) == [NearbyKills(cgroup, 1, 2, 1)]
+    assert counter.check([group]) == [NearbyKills(cgroup, 1, 2, 1, events_file(cgroup))]
 
 
 def test_a_removed_cgroup_is_forgotten(cgroup: MemoryCgroup, sleeper: WatchedProcess) -> None:
     counter = NeighbourKillCounter()
-    group = CgroupGroup(cgroup, [sleeper])
+    group = WatchedCgroup(cgroup, [sleeper])
     set_oom_kills(Path(cgroup.directory), 4)
     counter.check([group])
     os.remove(os.path.join(cgroup.directory, "memory.events.local"))
@@ -135,7 +141,7 @@ def test_a_real_kill_of_an_unwatched_neighbour() -> None:
         assert cgroup.directory == live.directory
         stat = read_stat(watched.pid)
         assert not isinstance(stat, Unreadable)
-        group = CgroupGroup(cgroup, [WatchedProcess(watched.pid, stat.start_ticks)])
+        group = WatchedCgroup(cgroup, [WatchedProcess(watched.pid, stat.start_ticks)])
         counter = NeighbourKillCounter()
         assert counter.check([group]) == []
         hog = live.spawn("--touch-mb", "8", "--grow-mb-per-s", "500", "--grow-to-mb", "4096")

@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 
 import memdoor
-from memdoor.collect.kmsg import KmsgReader
+from memdoor.oom.kmsg_reader import KmsgReader
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.kmsg import KmsgRecord, OomKillReport, merge_oom_reports, parse_oom_kill
 from tests.memcg import MIB, live_memory_cgroup
@@ -121,7 +121,7 @@ def test_denied_without_cap_syslog_is_a_value() -> None:
         pytest.skip("kernel.dmesg_restrict is 0: everyone may read /dev/kmsg")
     package_parent = str(Path(memdoor.__file__).resolve().parent.parent)
     code = (
-        "from memdoor.collect.kmsg import KmsgReader\n"
+        "from memdoor.oom.kmsg_reader import KmsgReader\n"
         "opened = KmsgReader.open()\n"
         "print(opened.reason, opened.what)\n"
     )

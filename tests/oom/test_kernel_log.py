@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from memdoor.oom_evidence import KernelLog
+from memdoor.oom.kernel_log import KernelLog
 from memdoor.procfs.kmsg import OomKillReport
 
 CGROUP = "/system.slice/app.service"

@@ -18,3 +18,7 @@ def test_ascii_digits(text: str, value: int) -> None:
 )
 def test_anything_else_is_none(text: str) -> None:
     assert decimal(text) is None
+
+
+def test_thousands_of_digits_are_damage_not_a_traceback() -> None:
+    assert decimal("7" * 5000) is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from memdoor.collect.reading import Unreadable, malformed, unreadable_from_oserror
 from memdoor.procfs.errors import ParseError
@@ -20,6 +20,14 @@ from memdoor.procfs.kmsg import KmsgRecord, parse_kmsg_record
 _READ_SIZE = 16384
 
 
+class KmsgLosses(NamedTuple):
+    """Kernel log records lost since the last look: a kill among them has no report."""
+
+    overwritten: int
+    unparsable: int
+    detail: str
+
+
 class KmsgReader:
     """A non-blocking reader of new kernel log records.
 
@@ -27,7 +35,8 @@ class KmsgReader:
     the daemon's lifetime: overwritten counts the times the kernel's ring buffer
     wrapped past records before we read them (an OOM report may be among the
     lost ones), unparsable the records that did not parse, and last_problem
-    keeps the latest of either kind or of an unexpected read error.
+    keeps the latest of either kind or of an unexpected read error. take_losses
+    hands the counts over for a record and starts counting again.
     """
 
     def __init__(self, fd: int, path: str) -> None:
@@ -87,6 +96,15 @@ class KmsgReader:
                 self.unparsable += 1
                 self.last_problem = malformed(self.path, str(exc))
         return records
+
+    def take_losses(self) -> Optional[KmsgLosses]:
+        """What was lost since the last call, or None when nothing was."""
+        if not (self.overwritten or self.unparsable):
+            return None
+        detail = self.last_problem.detail if self.last_problem else ""
+        losses = KmsgLosses(self.overwritten, self.unparsable, detail)
+        self.overwritten = self.unparsable = 0
+        return losses
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -1,0 +1,308 @@
+"""Every record memdoor writes, one typed method per event, so mypy checks each one.
+
+The level comes from the event table (memdoor.events), the words of the MESSAGE
+from memdoor.messages, the sections from memdoor.render; what each event carries
+is decided here. Three scopes, because records say who they are about:
+DaemonRecords for the daemon itself, TargetRecords for a configured target,
+ProcessRecords for one watched process (target, pid and the threshold on each).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional, Protocol
+
+from memdoor.collect.identity import ProcessIdentity
+from memdoor.collect.reading import Unreadable
+from memdoor.config import ConfigError, ResolvedTarget
+from memdoor.events import EVENTS, Event
+from memdoor.events import Level as Level
+from memdoor.messages import human_kb
+from memdoor.oom.kill import Kill
+from memdoor.oom.kmsg_reader import KmsgLosses
+from memdoor.oom.nearby import NearbyKill
+from memdoor.render.bounded import (
+    ENVELOPE_ALLOWANCE,
+    RECORD_BUDGET,
+    process_fields,
+    snapshot_fields,
+)
+from memdoor.render.snapshot_dict import cgroup_dict, memory_dict
+from memdoor.snapshot import Snapshot
+from memdoor.watch.measure import Measure
+
+# An oom_killed record carries the kill (about 700 bytes) and the process
+# (a command line of up to 2 KB) besides the last snapshot.
+OOM_KILLED_SNAPSHOT_BUDGET = RECORD_BUDGET - ENVELOPE_ALLOWANCE - 4096
+
+
+class RecordWriter(Protocol):
+    def write(self, level: Level, event: Event, fields: dict[str, Any]) -> None: ...
+
+
+def _write(writer: RecordWriter, event: Event, **fields: Any) -> None:
+    writer.write(EVENTS[event].level, event, fields)
+
+
+class DaemonRecords:
+    def __init__(self, writer: RecordWriter) -> None:
+        self.writer = writer
+
+    def daemon_started(
+        self, config: Optional[str], targets: int, sinks: list[str], evidence: dict[str, str]
+    ) -> None:
+        _write(
+            self.writer,
+            Event.DAEMON_STARTED,
+            message=f"memdoor started: {targets} targets, sinks {', '.join(sinks) or 'none'}",
+            config=config,
+            daemon_pid=os.getpid(),
+            evidence=evidence,
+        )
+
+    def daemon_stopping(self) -> None:
+        _write(self.writer, Event.DAEMON_STOPPING, message="memdoor stopping")
+
+    def config_reloaded(self, added: list[str], removed: list[str], changed: list[str]) -> None:
+        _write(
+            self.writer,
+            Event.CONFIG_RELOADED,
+            message=f"configuration reloaded: {len(added)} added, {len(removed)} removed, "
+            f"{len(changed)} changed",
+            added=added,
+            removed=removed,
+            changed=changed,
+        )
+
+    def config_invalid(self, exc: ConfigError, consequence: str) -> None:
+        """The file, and each key path with its reason."""
+        _write(
+            self.writer,
+            Event.CONFIG_INVALID,
+            message=f"{exc.path}: invalid configuration, {consequence}: "
+            + "; ".join(p.describe(exc.path) for p in exc.problems),
+            **exc.record_fields(),
+        )
+
+    def sink_failed(self, sink: str, detail: str) -> None:
+        _write(
+            self.writer,
+            Event.SINK_FAILED,
+            message=f"sink {sink} failed: {detail}",
+            sink=sink,
+            detail=detail,
+        )
+
+    def notify_failed(self, detail: str) -> None:
+        _write(self.writer, Event.NOTIFY_FAILED, message=detail, detail=detail)
+
+    def kernel_log_lost(self, losses: KmsgLosses) -> None:
+        _write(
+            self.writer,
+            Event.KERNEL_LOG_LOST,
+            message=f"kernel log: {losses.overwritten} overwrite(s) before memdoor read them, "
+            f"{losses.unparsable} unparsable record(s); OOM kills among them are known "
+            "only from cgroup counters",
+            overwritten=losses.overwritten,
+            unparsable=losses.unparsable,
+            detail=losses.detail,
+        )
+
+
+class TargetRecords:
+    """A target's records. writer and redact_cmdline are replaced in place on reload,
+    so the target's processes keep their state and follow the new settings."""
+
+    def __init__(self, writer: RecordWriter, target: ResolvedTarget, redact_cmdline: bool) -> None:
+        self.writer = writer
+        self.target = target
+        self.redact_cmdline = redact_cmdline
+
+    def target_waiting(self) -> None:
+        name = self.target.name
+        _write(
+            self.writer,
+            Event.TARGET_WAITING,
+            target=name,
+            message=f"{name}: no process to watch yet",
+        )
+
+    def target_unresolved(self, text: str, problem: Unreadable) -> None:
+        """text: the problem in a line, as the supervisor compares it to say it once."""
+        name = self.target.name
+        _write(
+            self.writer,
+            Event.TARGET_UNRESOLVED,
+            target=name,
+            message=f"{name}: cannot resolve: {text}",
+            problems=[problem.to_dict()],
+        )
+
+    def supervision_failed(self, text: str) -> None:
+        """A bug in the step that finds the target's processes; retried on its interval."""
+        target = self.target
+        _write(
+            self.writer,
+            Event.WATCHER_FAILED,
+            target=target.name,
+            message=f"{target.name}: supervision step failed, retried every "
+            f"{target.interval:g} s: {text}",
+        )
+
+    def watcher_failed(self, pid: int, error: BaseException) -> None:
+        name = self.target.name
+        _write(
+            self.writer,
+            Event.WATCHER_FAILED,
+            target=name,
+            pid=pid,
+            message=f"{name} pid {pid}: watcher failed: {error!r}",
+        )
+
+    def oom_kill_nearby(self, nearby: NearbyKill) -> None:
+        name = self.target.name
+        if nearby.victim_pid is not None:
+            message = (
+                f"{name}: the OOM killer killed pid {nearby.victim_pid} ({nearby.victim_name}) "
+                f"in the same cgroup {nearby.cgroup_path}"
+            )
+        else:
+            message = (
+                f"{name}: the OOM killer killed {nearby.kills} process(es) memdoor does not "
+                f"watch in the same cgroup {nearby.cgroup_path} (told by its OOM counter; the "
+                "kernel log, which would name them, is not readable)"
+            )
+        _write(
+            self.writer,
+            Event.OOM_KILL_NEARBY,
+            target=name,
+            pid=nearby.pid,
+            message=message,
+            threshold_percent=self.target.threshold,
+            kill=nearby.kill.fields(),
+            victim_pid=nearby.victim_pid,
+            kills=nearby.kills,
+        )
+
+
+class ProcessRecords:
+    """One watched process's records: each carries target, pid and the threshold."""
+
+    def __init__(self, parent: TargetRecords, identity: ProcessIdentity) -> None:
+        self.parent = parent
+        self.identity = identity
+
+    @property
+    def target(self) -> ResolvedTarget:
+        return self.parent.target
+
+    def _write(self, event: Event, message: str, **fields: Any) -> None:
+        _write(
+            self.parent.writer,
+            event,
+            target=self.target.name,
+            pid=self.identity.pid,
+            message=message,
+            threshold_percent=self.target.threshold,
+            **fields,
+        )
+
+    def _cmdline(self) -> Optional[list[str]]:
+        return self.identity.cmdline[:1] if self.parent.redact_cmdline else None
+
+    def process(self) -> dict[str, Any]:
+        return process_fields(self.identity, self.target.detail, self._cmdline())
+
+    def target_found(
+        self, cgroup_path: Optional[str], wakeups: list[str], problems: list[Unreadable]
+    ) -> None:
+        identity = self.identity
+        self._write(
+            Event.TARGET_FOUND,
+            f"{self.target.name}: watching pid {identity.pid} ({identity.exe or identity.name})",
+            process=self.process(),
+            cgroup_path=cgroup_path,
+            wakeups=wakeups,
+            problems=[p.to_dict() for p in problems],
+        )
+
+    def full_snapshot(self, crossed: bool, snapshot: Snapshot, measure: Measure) -> None:
+        """threshold_crossed at the crossing, snapshot afterwards."""
+        self._write(
+            Event.THRESHOLD_CROSSED if crossed else Event.SNAPSHOT,
+            measure.message,
+            threshold_base=self.target.threshold_base,
+            **snapshot_fields(snapshot, self.target.detail, self._cmdline()),
+        )
+
+    def sample(self, measure: Measure, last: Optional[Snapshot]) -> None:
+        """A few hundred bytes: the figures against every base, and the last snapshot's counts."""
+        fields: dict[str, Any] = {
+            "threshold_base": self.target.threshold_base,
+            "usage_percent": round(measure.percent, 2),
+        }
+        if last is not None:
+            if last.memory is not None:
+                fields["memory"] = memory_dict(last.memory)
+            if last.cgroup is not None:
+                fields["cgroup"] = cgroup_dict(last.cgroup)
+            fields["counts"] = {
+                "mappings": None if last.mappings is None else len(last.mappings),
+                "connections": None if last.connections is None else len(last.connections),
+                "age_ms": round((time.time() - last.taken_at) * 1000),
+            }
+        self._write(Event.SAMPLE, measure.message, **fields)
+
+    def back_below(self, measure: Measure) -> None:
+        self._write(Event.BACK_BELOW, measure.message, usage_percent=round(measure.percent, 2))
+
+    def count_reached(self) -> None:
+        target = self.target
+        self._write(
+            Event.COUNT_REACHED,
+            f"{target.name}: {target.count} snapshots emitted, reporting stops (count)",
+        )
+
+    def threshold_fallback(self) -> None:
+        self._write(
+            Event.THRESHOLD_FALLBACK,
+            f"{self.target.name} pid {self.identity.pid}: no cgroup memory limit applies, "
+            "measuring against MemTotal instead",
+        )
+
+    def target_gone(self, reason: str, detail: str) -> None:
+        self._write(
+            Event.TARGET_GONE,
+            f"{self.target.name} pid {self.identity.pid} gone: {reason}",
+            reason=reason,
+            detail=detail,
+            process=self.process(),
+        )
+
+    def oom_killed(
+        self, kill: Kill, last: Optional[Snapshot], limit: Optional[tuple[str, int]]
+    ) -> None:
+        """limit: the cgroup path and bytes of the limit that applied, when known."""
+        killed_at = kill.killed_at or time.time()
+        age_ms = None if last is None else max(0, round((killed_at - last.taken_at) * 1000))
+        where = "" if limit is None else f" (cgroup {limit[0]} limit {human_kb(limit[1] // 1024)})"
+        message = (
+            f"{self.target.name} pid {self.identity.pid} ({self.identity.name}) was killed by "
+            f"the OOM killer{where}; "
+            + ("no snapshot was taken" if age_ms is None else f"last snapshot {age_ms} ms old")
+        )
+        last_fields = None
+        if last is not None:
+            # The kill section and the process come first; the snapshot gets the rest.
+            last_fields = snapshot_fields(
+                last, self.target.detail, self._cmdline(), budget=OOM_KILLED_SNAPSHOT_BUDGET
+            )
+            last_fields["age_ms"] = age_ms
+        self._write(
+            Event.OOM_KILLED,
+            message,
+            kill=kill.fields(),
+            process=self.process(),
+            last_snapshot=last_fields,
+        )

@@ -1,0 +1,104 @@
+"""Whether the OOM killer took one watched process: the one place that decides.
+
+Its watcher tells it when the process was last seen alive and what the cgroup's
+OOM counter read while it lived; the witness answers two questions: may a
+snapshot just taken overlap the kill (then it must not replace the complete one
+before it), and, once the process is gone, was it an OOM kill, with what
+evidence (a Kill) or not (None: it just exited).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from memdoor.collect.cgroup import MemoryCgroup, read_oom_kill_count
+from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity
+from memdoor.collect.reading import Unreadable
+from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
+from memdoor.oom.kill import Kill
+from memdoor.oom.nearby import NeighbourKillCounter
+from memdoor.procfs.kmsg import OomKillReport
+
+
+class KillWitness:
+    def __init__(
+        self,
+        identity: ProcessIdentity,
+        kernel_log: KernelLog,
+        neighbour_kills: NeighbourKillCounter,
+    ) -> None:
+        self._identity = identity
+        self._kernel_log = kernel_log
+        self._neighbour_kills = neighbour_kills
+        # The process's memory cgroup, once its watcher found it.
+        self.cgroup: Optional[MemoryCgroup] = None
+        # The kernel log's serial when the process was last seen alive and not yet
+        # sent SIGKILL: no kill report up to it can be this process's.
+        self._alive_at_serial = 0
+        self._report: Optional[OomKillReport] = None
+
+    def watch_cgroup(self, cgroup: MemoryCgroup, oom_kills: Optional[int]) -> None:
+        """The process's cgroup and its first counter reading; without the kernel log,
+        neighbours' kills there are counted from that reading on."""
+        self.cgroup = cgroup
+        if self._kernel_log.unavailable is not None and oom_kills is not None:
+            self._neighbour_kills.track(cgroup.directory, oom_kills)
+
+    def watermark(self) -> int:
+        """Read before looking at the process: the serial a later seen_alive() stands for."""
+        return self._kernel_log.serial
+
+    def seen_alive(self, watermark: int) -> None:
+        self._alive_at_serial = watermark
+
+    def report(self) -> Optional[OomKillReport]:
+        """This process's OOM kill in the kernel log, once it is there. Remembered: outside
+        the initial pid namespace the kernel log hands each report out only once."""
+        if self._report is None:
+            identity = self._identity
+            started_usec = identity.start_ticks * 1_000_000 // CLOCK_TICKS - boottime_offset_usec()
+            self._report = self._kernel_log.kill_of(
+                identity.pid,
+                started_usec,
+                identity.name,
+                None if self.cgroup is None else self.cgroup.path,
+                self._alive_at_serial,
+            )
+        return self._report
+
+    def may_overlap_kill(self, snapshot_gone: bool) -> bool:
+        """Whether the process was OOM-killed or exited before a snapshot's reads were done.
+
+        Reads that overlap the exit come back torn (no VmRSS once the mm is gone, the
+        root cgroup, smaps cut short, the OOM counter already raised), so such a
+        snapshot must not displace the complete one before it as the evidence, nor
+        the counter the verdict compares with. The kernel logs an OOM kill before the
+        victim starts to exit, so a report already in the log means they may overlap.
+        Outside the initial pid namespace a kill is matched by name and cgroup,
+        which while the process lives could claim a same-named sibling's kill.
+        """
+        if snapshot_gone:
+            return True
+        return self._kernel_log.pids_are_ours and self.report() is not None
+
+    def verdict(self, before: Optional[int]) -> Optional[Kill]:
+        """The process is gone: its OOM kill with every source that told, or None.
+
+        before is the cgroup's OOM kill count the last time it was read while the
+        process lived (not from a snapshot that may overlap the kill).
+        """
+        report = self.report()
+        cgroup = self.cgroup
+        after: Optional[int] = None
+        counter_file: Optional[str] = None
+        if cgroup is not None:
+            counted = read_oom_kill_count(cgroup)
+            if not isinstance(counted, Unreadable):
+                after, counter_file = counted.kills, counted.file
+        kill = Kill(report, before, after, counter_file)
+        if not kill.sources:
+            return None
+        if cgroup is not None and before is not None and after is not None:
+            # So that the rise is not also reported as a neighbour's kill.
+            self._neighbour_kills.claim(cgroup.directory, max(0, after - before))
+        return kill

@@ -1,0 +1,45 @@
+"""What the watchers of the daemon share, and what the watchers of one target share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from memdoor.collect.cgroup import CgroupMounts
+from memdoor.config import ResolvedTarget
+from memdoor.emitter import TargetRecords
+from memdoor.oom.kernel_log import KernelLog
+from memdoor.oom.nearby import NeighbourKillCounter
+from memdoor.pressure import PressureHub
+from memdoor.system_memory import MemTotal
+
+
+@dataclass
+class Services:
+    """What every watcher of the daemon shares."""
+
+    mem_total: MemTotal
+    cgroups: Optional[CgroupMounts]
+    kernel_log: KernelLog
+    pressure: Optional[PressureHub]
+    proc: str = "/proc"
+    # Told of each watched process's counted OOM kill, so it is not a neighbour's.
+    neighbour_kills: NeighbourKillCounter = field(default_factory=NeighbourKillCounter)
+
+
+@dataclass
+class TargetState:
+    """What the watchers of one target share: its records, its budget, its counters."""
+
+    records: TargetRecords
+    services: Services
+    snapshots_emitted: int = 0
+    above: set[int] = field(default_factory=set)
+
+    @property
+    def target(self) -> ResolvedTarget:
+        return self.records.target
+
+    @property
+    def count_reached(self) -> bool:
+        return self.target.count is not None and self.snapshots_emitted >= self.target.count

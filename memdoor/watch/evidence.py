@@ -1,0 +1,148 @@
+"""The evidence a watcher keeps: when to snapshot, the kept and the last full snapshot.
+
+The newest complete snapshot is kept whatever the threshold, because when the
+OOM killer strikes it is the evidence. Snapshots run in a worker thread (smaps
+of a large process takes tens of milliseconds and can block on the target's
+mmap lock) and never more often than their own cost allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from memdoor.collect.cgroup import CgroupMounts
+from memdoor.config import ResolvedTarget
+from memdoor.oom.witness import KillWitness
+from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.procfs.net import Socket
+from memdoor.snapshot import Snapshot, take_snapshot
+
+# A snapshot may take at most this share of the watcher's time: a process
+# whose snapshot costs 100 ms is snapshotted at most every 500 ms.
+SNAPSHOT_DUTY = 0.2
+# Below the threshold the kept snapshot is refreshed when the size moved this
+# much, when the process is this close to its threshold, or when it is this old.
+KEEP_ON_GROWTH = 0.10
+KEEP_NEAR_RATIO = 0.8
+KEEP_MAX_AGE = 300.0
+
+
+@dataclass(frozen=True)
+class Taken:
+    snapshot: Snapshot
+    # It may overlap the process's exit: emitted, but not kept as the evidence.
+    torn: bool
+
+
+@dataclass(frozen=True)
+class TooSoon:
+    """The last snapshot was too recent for what it cost."""
+
+
+@dataclass(frozen=True)
+class PidReused:
+    detail: str
+
+
+@dataclass(frozen=True)
+class Unidentified:
+    """The process could not be identified (gone before the first read)."""
+
+
+SnapshotOutcome = Union[Taken, TooSoon, PidReused, Unidentified]
+
+
+def mapping_signature(mappings: Optional[Sequence[Mapping]]) -> frozenset[tuple[str, str]]:
+    """What a material change of the address space means: a file or kind appeared or went.
+
+    Anonymous regions come and go with every malloc arena; their growth shows in
+    RSS, which has its own trigger.
+    """
+    return frozenset(mapping_group(m) for m in mappings or ())
+
+
+def connection_signature(connections: Optional[Sequence[Socket]]) -> frozenset[tuple[Any, ...]]:
+    return frozenset(
+        (s.protocol, s.family, s.local, s.remote if s.state != "LISTEN" else "")
+        for s in connections or ()
+    )
+
+
+class EvidenceKeeper:
+    def __init__(
+        self,
+        target: ResolvedTarget,
+        pid: int,
+        start_ticks: int,
+        witness: KillWitness,
+        cgroups: Optional[CgroupMounts],
+        proc: str = "/proc",
+    ) -> None:
+        self.target = target
+        self.pid = pid
+        self.start_ticks = start_ticks
+        self.witness = witness
+        self.cgroups = cgroups
+        self.proc = proc
+        self.last: Optional[Snapshot] = None
+        self.last_full: Optional[Snapshot] = None
+        self._next_at = 0.0
+        # The size measured when the kept snapshot was taken, to tell when it went stale.
+        self._kept_kb = 0
+
+    async def take(self, measured_kb: int, force: bool = False) -> SnapshotOutcome:
+        """A snapshot, kept unless it may be torn by the exit; measured_kb is the
+        tick's size, remembered with the kept snapshot."""
+        if not force and time.monotonic() < self._next_at:
+            return TooSoon()
+        started = time.monotonic()
+        snapshot = await asyncio.to_thread(
+            take_snapshot, self.pid, self.target.sections, self.start_ticks, self.proc, self.cgroups
+        )
+        self._next_at = time.monotonic() + (time.monotonic() - started) / SNAPSHOT_DUTY
+        if snapshot.identity is None:
+            reused = [p for p in snapshot.problems if p.reason == "reused"]
+            return PidReused(reused[-1].detail) if reused else Unidentified()
+        torn = self.witness.may_overlap_kill(snapshot.gone)
+        if self.last is None or not torn:
+            self.last = snapshot
+            self._kept_kb = measured_kb
+        return Taken(snapshot, torn)
+
+    def stale(self, ratio: float, measured_kb: int) -> bool:
+        """Below the threshold: whether the kept snapshot no longer describes the process."""
+        last = self.last
+        return (
+            last is None
+            or ratio >= KEEP_NEAR_RATIO
+            or abs(measured_kb - self._kept_kb) > self._kept_kb * KEEP_ON_GROWTH
+            or time.time() - last.taken_at > KEEP_MAX_AGE
+        )
+
+    def full_due(self, snapshot: Snapshot) -> bool:
+        """A full snapshot when the process changed materially, at most at the configured rate."""
+        target, last = self.target, self.last_full
+        if last is None:
+            return True
+        if snapshot.taken_at - last.taken_at < target.full_snapshot_min_interval:
+            return False
+        old_rss = last.memory.rss_kb if last.memory else None
+        new_rss = snapshot.memory.rss_kb if snapshot.memory else None
+        grew = bool(
+            target.full_snapshot_growth
+            and old_rss
+            and new_rss
+            and (new_rss - old_rss) * 100 >= old_rss * target.full_snapshot_growth
+        )
+        return grew or (
+            target.full_snapshot_on_change
+            and (
+                mapping_signature(last.mappings) != mapping_signature(snapshot.mappings)
+                or connection_signature(last.connections)
+                != connection_signature(snapshot.connections)
+            )
+        )

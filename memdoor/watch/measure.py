@@ -1,0 +1,137 @@
+"""One tick's figure against the target's threshold base, and the cgroup limit it needs.
+
+A tick must stay cheap (hundreds of processes at a one-second interval), so
+the system base reads statm and a cached MemTotal, and the cgroup base one
+small usage file of the cgroup whose limit applies. Which cgroup that is, and
+the limit, is looked up again now and then, since limits change while a
+process runs (systemctl set-property, a container update).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from memdoor.collect.cgroup import (
+    CgroupFigures,
+    MemoryCgroup,
+    read_cgroup_memory,
+    read_usage_bytes,
+)
+from memdoor.collect.memory import read_rss_kb
+from memdoor.collect.reading import Unreadable
+from memdoor.config import ResolvedTarget
+from memdoor.messages import cgroup_usage_line, usage_line
+from memdoor.system_memory import MemTotal
+from memdoor.vocabulary import ThresholdBase, percent_of
+
+# How often a cgroup's limit is looked up again; each full snapshot also refreshes it.
+CGROUP_REFRESH = 30.0
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One tick's figure: the percent against the threshold, the line a person reads,
+    the size measured (RSS, or the cgroup's usage) and the base it was measured on."""
+
+    percent: float
+    message: str
+    kb: int
+    base: ThresholdBase
+
+
+class LimitTracker:
+    """The process's memory cgroup, the cgroup whose limit applies, and its OOM count."""
+
+    def __init__(self, place: MemoryCgroup) -> None:
+        self.place = place
+        self.limit: Optional[MemoryCgroup] = None
+        self.limit_bytes: Optional[int] = None
+        self.oom_kills: Optional[int] = None
+        self.refreshed = 0.0
+
+    def refresh(self) -> Optional[Unreadable]:
+        figures = read_cgroup_memory(self.place)
+        if isinstance(figures, Unreadable):
+            self.refreshed = time.monotonic()
+            return figures
+        self.apply(figures)
+        return None
+
+    def apply(self, figures: CgroupFigures) -> None:
+        """Take the limit and the OOM count from figures read by refresh or by a snapshot."""
+        self.refreshed = time.monotonic()
+        self.limit_bytes = figures.limit_bytes
+        self.limit = (
+            None
+            if figures.limit_directory is None
+            else MemoryCgroup(
+                self.place.version,
+                figures.limit_directory,
+                self.place.top,
+                figures.limit_path or "/",
+            )
+        )
+        self.oom_kills = figures.oom_counters.get("oom_kill")
+
+    @property
+    def applied_limit(self) -> Optional[tuple[str, int]]:
+        """The cgroup path and bytes of the limit that applies, if one does."""
+        if self.limit is None or not self.limit_bytes:
+            return None
+        return self.limit.path, self.limit_bytes
+
+    def stale(self, now: float) -> bool:
+        return now - self.refreshed > CGROUP_REFRESH
+
+
+class ThresholdMeter:
+    def __init__(
+        self,
+        target: ResolvedTarget,
+        pid: int,
+        mem_total: MemTotal,
+        tracker: Optional[LimitTracker],
+        proc: str = "/proc",
+    ) -> None:
+        self.target = target
+        self.pid = pid
+        self.mem_total = mem_total
+        self.tracker = tracker
+        self.proc = proc
+
+    def measure(self) -> Optional[Measure]:
+        """The figure on the target's base; the system base where no cgroup limit applies.
+        None when a read failed: the next tick's identity check tells an exit from that."""
+        if self.target.threshold_base == "cgroup":
+            measure = self._against_cgroup()
+            if measure is not None:
+                return measure
+        rss_kb = read_rss_kb(self.pid, self.proc)
+        total_kb = self.mem_total.kb()
+        if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
+            return None
+        percent = percent_of(rss_kb, total_kb)
+        line = usage_line(self.target.name, self.pid, rss_kb, percent, self.target.threshold)
+        return Measure(percent, line, rss_kb, "system")
+
+    def _against_cgroup(self) -> Optional[Measure]:
+        tracker = self.tracker
+        if tracker is not None and tracker.stale(time.monotonic()):
+            tracker.refresh()
+        if tracker is None or tracker.limit is None or not tracker.limit_bytes:
+            return None  # said once by the watcher (threshold_fallback)
+        usage = read_usage_bytes(tracker.limit)
+        if isinstance(usage, Unreadable):
+            return None
+        target = self.target
+        line = cgroup_usage_line(
+            target.name,
+            self.pid,
+            tracker.limit.path,
+            usage // 1024,
+            tracker.limit_bytes // 1024,
+            target.threshold,
+        )
+        return Measure(percent_of(usage, tracker.limit_bytes), line, usage // 1024, "cgroup")
