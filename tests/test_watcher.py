@@ -17,6 +17,7 @@ from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.liveness import Liveness, Verdict
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
+from memdoor.emitter import TargetRecords
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import RecordLog
@@ -24,7 +25,6 @@ from memdoor.render.bounded import RECORD_BUDGET
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import monotonic_usec
-from memdoor.emitter import TargetRecords
 from memdoor.watch.context import Services, TargetState
 from memdoor.watch.measure import Measure
 from memdoor.watcher import ProcessWatcher

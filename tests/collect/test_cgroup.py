@@ -9,8 +9,8 @@ from typing import Union
 import pytest
 
 from memdoor.collect.cgroup import (
-    CgroupMounts,
     CgroupFigures,
+    CgroupMounts,
     MemoryCgroup,
     find_cgroup_mounts,
     memory_cgroup_of,

@@ -14,8 +14,8 @@ from typing import Callable
 import pytest
 
 import memdoor
-from memdoor.oom.kmsg_reader import KmsgReader
 from memdoor.collect.reading import Unreadable
+from memdoor.oom.kmsg_reader import KmsgReader
 from memdoor.procfs.kmsg import KmsgRecord, OomKillReport, merge_oom_reports, parse_oom_kill
 from tests.memcg import MIB, live_memory_cgroup
 
