@@ -198,3 +198,14 @@ EVENTS: dict[Event, EventSpec] = {
         "or could not be parsed: an OOM kill among them cannot be attributed",
     ),
 }
+
+_BY_NAME: dict[str, EventSpec] = {event.value: spec for event, spec in EVENTS.items()}
+
+
+def event_spec(name: str) -> Optional[EventSpec]:
+    """The facts of the event a record names, or None for a name not in the table.
+
+    Renderers take records as plain mappings, so they look up by the string in
+    `event`; a name this table does not know gets their fallback, never an error.
+    """
+    return _BY_NAME.get(name)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from memdoor.events import EVENTS, Event
 from memdoor.messages import cgroup_usage_line, human_kb, usage_line
 from memdoor.records import LEADING_KEYS, SCHEMA_VERSION, build_logger
-from memdoor.sinks.journal_fields import RECORD_FIELD, journal_fields
+from memdoor.sinks.journal_fields import RECORD_FIELD, UNKNOWN_EVENT_ID, journal_fields
 from memdoor.sinks.journal_protocol import valid_field_name
-from memdoor.sinks.message_ids import MESSAGE_IDS
 from tests.record_schema import validate_record
 
 
@@ -84,6 +84,18 @@ def test_daemon_records_have_no_target_fields_in_the_journal() -> None:
     assert fields["PRIORITY"] == "3"
 
 
+def test_journal_message_id_comes_from_the_event_table() -> None:
+    sink = Collect()
+    build_logger(sink).info("daemon_stopping", message="bye")
+    fields = journal_fields(sink.records[0], sink.lines[0])
+    assert fields["MESSAGE_ID"] == EVENTS[Event.DAEMON_STOPPING].message_id
+
+
+def test_an_event_the_table_does_not_know_gets_the_unknown_message_id() -> None:
+    record = {"event": "from_a_newer_memdoor", "level": "info", "message": "m"}
+    assert journal_fields(record, "{}")["MESSAGE_ID"] == UNKNOWN_EVENT_ID
+
+
 @pytest.mark.parametrize(
     ("kb", "text"),
     [(0, "0 KiB"), (1023, "1023 KiB"), (1024, "1.0 MiB"), (3565158, "3.4 GiB")],
@@ -107,9 +119,34 @@ def test_every_event_has_a_stable_distinct_message_id() -> None:
         resources.files("memdoor").joinpath("schema/record.schema.json").read_text()
     )
     events = schema["properties"]["event"]["enum"]
-    assert sorted(MESSAGE_IDS) == sorted(events)
-    assert len(set(MESSAGE_IDS.values())) == len(MESSAGE_IDS)
-    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in MESSAGE_IDS.values())
+    assert sorted(EVENTS) == sorted(events)
+    message_ids = [spec.message_id for spec in EVENTS.values()]
+    assert len(set(message_ids)) == len(EVENTS)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in message_ids)
+
+
+def test_the_schemas_event_enum_is_the_event_table_in_order() -> None:
+    schema = json.loads(
+        resources.files("memdoor").joinpath("schema/record.schema.json").read_text()
+    )
+    assert schema["properties"]["event"]["enum"] == [event.value for event in Event]
+    assert list(EVENTS) == list(Event)
+
+
+def test_a_kernel_log_lost_record_matches_the_schema() -> None:
+    sink = Collect()
+    build_logger(sink).warning(
+        Event.KERNEL_LOG_LOST.value,
+        message="kernel log: 2 overruns, 1 unparsable record",
+        overwritten=2,
+        unparsable=1,
+        detail="records were overwritten",
+    )
+    record = sink.records[0]
+    assert record["target"] is None and record["pid"] is None
+    validate_record(record)
+    with pytest.raises(Exception, match="-1"):
+        validate_record({**record, "overwritten": -1})
 
 
 def test_cgroup_usage_line_never_rounds_across_the_threshold() -> None:

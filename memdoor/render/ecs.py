@@ -20,10 +20,9 @@ would do none of it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from memdoor.sinks.message_ids import MESSAGE_IDS
+from memdoor.events import Categorization, event_spec
 from memdoor.vocabulary import compact_json
 
 # The newest ECS release (v9.4.0); every field used here is unchanged since 8.x.
@@ -34,47 +33,9 @@ NAMESPACE = "memdoor"
 # The record keys that become ECS fields outright; the rest stays under memdoor.*,
 # so that namespace is the record schema less exactly these.
 MOVED_KEYS = ("timestamp", "level", "event", "message")
-
-
-@dataclass(frozen=True)
-class Categorization:
-    """ECS's four categorization fields, chosen from its allowed values."""
-
-    kind: str
-    category: tuple[str, ...]
-    type: tuple[str, ...]
-    outcome: Optional[str] = None
-
-
-_PROCESS_INFO = Categorization("event", ("process",), ("info",))
-# ECS expects access/change/end/info/start with category "process", not "error";
-# a failure is said by the outcome.
-_FAILURE = Categorization("event", ("process",), ("info",), "failure")
-
-# kind "alert": memdoor's threshold is a detection rule run outside the Elastic
-# Stack, which is what ECS reserves "alert" for; an OOM kill is the notable event
-# itself. Snapshots and samples are measurements at a point in time: "metric".
-CATEGORIZATION: dict[str, Categorization] = {
-    "daemon_started": Categorization("event", ("process",), ("start",)),
-    "daemon_stopping": Categorization("event", ("process",), ("end",)),
-    "config_reloaded": Categorization("event", ("configuration",), ("change",)),
-    "config_invalid": Categorization("event", ("configuration",), ("info",), "failure"),
-    "target_waiting": _PROCESS_INFO,
-    "target_unresolved": _PROCESS_INFO,
-    "target_found": _PROCESS_INFO,
-    "threshold_crossed": Categorization("alert", ("process",), ("change",)),
-    "snapshot": Categorization("metric", ("process",), ("info",)),
-    "sample": Categorization("metric", ("process",), ("info",)),
-    "back_below": Categorization("event", ("process",), ("change",)),
-    "count_reached": _PROCESS_INFO,
-    "target_gone": Categorization("event", ("process",), ("end",)),
-    "watcher_failed": _FAILURE,
-    "sink_failed": _FAILURE,
-    "notify_failed": _FAILURE,
-    "oom_killed": Categorization("alert", ("process",), ("end",)),
-    "oom_kill_nearby": Categorization("alert", ("process",), ("info",)),
-    "threshold_fallback": _PROCESS_INFO,
-}
+# An event the table does not know (a record from a newer memdoor, say) is still
+# a process event; it only has no code.
+_UNKNOWN_EVENT = Categorization("event", ("process",), ("info",))
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -82,7 +43,8 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def _event(action: str) -> dict[str, Any]:
-    categorization = CATEGORIZATION.get(action, _PROCESS_INFO)
+    spec = event_spec(action)
+    categorization = spec.ecs if spec is not None else _UNKNOWN_EVENT
     event: dict[str, Any] = {
         "kind": categorization.kind,
         "category": list(categorization.category),
@@ -91,9 +53,9 @@ def _event(action: str) -> dict[str, Any]:
         "dataset": DATASET,
         "module": MODULE,
     }
-    if action in MESSAGE_IDS:
+    if spec is not None:
         # The journal's MESSAGE_ID: stable per event, what ECS means by an event code.
-        event["code"] = MESSAGE_IDS[action]
+        event["code"] = spec.message_id
     if categorization.outcome is not None:
         event["outcome"] = categorization.outcome
     return event

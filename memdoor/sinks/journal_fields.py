@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from memdoor.sinks.message_ids import MESSAGE_IDS
+from memdoor.events import event_spec
 
 SYSLOG_IDENTIFIER = "memdoor"
 # Only reached by a record whose event has no ID yet; a test keeps that from shipping.
@@ -26,13 +26,18 @@ def _figure(record: Mapping[str, Any], section: str, key: str) -> Any:
     return value.get(key) if isinstance(value, Mapping) else None
 
 
+def _message_id(event: str) -> str:
+    spec = event_spec(event)
+    return spec.message_id if spec is not None else UNKNOWN_EVENT_ID
+
+
 def journal_fields(record: Mapping[str, Any], line: str) -> dict[str, str]:
     fields = {
         "MESSAGE": str(record.get("message") or record.get("event")),
         "PRIORITY": str(PRIORITIES.get(str(record.get("level")), 6)),
         "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
         "MEMDOOR_EVENT": str(record.get("event")),
-        "MESSAGE_ID": MESSAGE_IDS.get(str(record.get("event")), UNKNOWN_EVENT_ID),
+        "MESSAGE_ID": _message_id(str(record.get("event"))),
         "MEMDOOR_SCHEMA_VERSION": str(record.get("schema_version")),
         RECORD_FIELD: line,
     }

@@ -21,7 +21,7 @@ from typing import Optional
 
 import pytest
 
-from memdoor.sinks.message_ids import MESSAGE_IDS
+from memdoor.events import EVENTS
 from tests.journald import RealJournald, running_journald
 from tests.shipping.real_records import Watch, record_oom_kill
 
@@ -84,7 +84,7 @@ def test_every_message_id_has_exactly_one_entry_and_every_entry_an_event() -> No
     entries = catalog_entries(CATALOG.read_text(encoding="utf-8"))
 
     assert {i: len(e) for i, e in entries.items() if len(e) != 1} == {}
-    assert sorted(entries) == sorted(MESSAGE_IDS.values())
+    assert sorted(entries) == sorted(spec.message_id for spec in EVENTS.values())
 
 
 def test_every_entry_has_subject_defined_by_and_support() -> None:
@@ -104,7 +104,7 @@ def test_journalctl_compiles_the_catalog_and_lists_every_id(
 
     assert listed.returncode == 0, listed.stderr
     ids = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
-    assert ids == set(MESSAGE_IDS.values())
+    assert ids == {spec.message_id for spec in EVENTS.values()}
     for line in listed.stdout.splitlines():
         assert line.split(" ", 1)[1].startswith("memdoor: "), line
 

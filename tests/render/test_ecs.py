@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from memdoor.render.ecs import CATEGORIZATION, ECS_VERSION, MOVED_KEYS, to_ecs
-from memdoor.sinks.message_ids import MESSAGE_IDS
+from memdoor.events import EVENTS, Event
+from memdoor.render.ecs import ECS_VERSION, MOVED_KEYS, to_ecs
 from tests.record_schema import validate_record
 from tests.render.daemon_run import record_daemon_run
 from tests.render.ecs_document_schema import (
@@ -84,7 +84,7 @@ def test_every_record_has_the_core_ecs_fields(records) -> None:
         event = document["event"]
         assert event["action"] == record["event"]
         assert event["dataset"] == "memdoor.record" and event["module"] == "memdoor"
-        assert event["code"] == MESSAGE_IDS[record["event"]]
+        assert event["code"] == EVENTS[Event(record["event"])].message_id
         assert event["kind"] in ECS_KINDS
         assert isinstance(event["category"], list) and isinstance(event["type"], list)
         for category in event["category"]:
@@ -163,9 +163,26 @@ def test_daemon_wide_records_carry_no_process(records) -> None:
 
 
 def test_every_schema_event_is_categorized_within_ecs() -> None:
-    assert set(CATEGORIZATION) == set(record_schema()["properties"]["event"]["enum"])
-    for action, categorization in CATEGORIZATION.items():
+    assert set(EVENTS) == set(record_schema()["properties"]["event"]["enum"])
+    for action, spec in EVENTS.items():
+        categorization = spec.ecs
         assert categorization.kind in ECS_KINDS, action
         for category in categorization.category:
             assert set(categorization.type) <= set(ECS_EXPECTED_TYPES[category]), action
         assert categorization.outcome in (None, *ECS_OUTCOMES), action
+
+
+def test_an_event_the_table_does_not_know_is_a_process_event_without_a_code() -> None:
+    record = {
+        "timestamp": "2026-11-24T19:30:18.905Z",
+        "level": "info",
+        "event": "from_a_newer_memdoor",
+        "target": None,
+        "pid": None,
+        "schema_version": 1,
+    }
+    event = to_ecs(record, HOST)["event"]
+    assert event["kind"] == "event"
+    assert event["category"] == ["process"] and event["type"] == ["info"]
+    assert event["action"] == "from_a_newer_memdoor"
+    assert "code" not in event and "outcome" not in event
