@@ -1,5 +1,6 @@
-import sys
+"""`python -m memdoor`: the same entry point as the installed `memdoor` script."""
 
-from memdoor.cli.main import main
+from memdoor.cli.main import entry_point
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    entry_point()

@@ -1,91 +1,72 @@
-"""`memdoor run`, `memdoor check-config` and `memdoor demo`."""
+"""What `memdoor run`, `memdoor check-config` and `memdoor demo` do once parsed."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-from typing import NoReturn, Optional
+from typing import Optional
 
-from memdoor.cli.usage import EX_USAGE, USAGE
+from memdoor.cli.daemon_bridge import report_config_error, run_daemon
+from memdoor.cli.output import EX_IOERR, write_stdout
 from memdoor.collect.memory import read_meminfo
 from memdoor.collect.reading import Unreadable
 from memdoor.config import EX_CONFIG, Config, ConfigError, load_config, render_effective
-from memdoor.daemon import Daemon
-from memdoor.emitter import DaemonRecords
-from memdoor.records import RecordLog
-from memdoor.sinks.dispatch import Dispatcher
-from memdoor.sinks.stdout import StdoutSink
 
 # The demo's child holds a little more than 1% of MemTotal (the lowest
 # threshold), capped so that the demo never takes a large host's memory.
 DEMO_CAP_MB = 1024
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"memdoor {self.prog.split()[-1]}: {message}\n{USAGE}", file=sys.stderr)
-        sys.exit(EX_USAGE)
-
-
-def _report_config_error(exc: ConfigError) -> None:
-    """stderr for the operator, one JSON record for whatever collects the output."""
-    print(str(exc), file=sys.stderr, flush=True)
-    DaemonRecords(RecordLog(Dispatcher(StdoutSink(), None))).config_invalid(exc, "not started")
-
-
 def _load(path: str) -> Optional[Config]:
     try:
         return load_config(path)
     except ConfigError as exc:
-        _report_config_error(exc)
+        report_config_error(exc)
         return None
 
 
-def run_daemon_command(argv: list[str]) -> int:
-    command, rest = argv[0], argv[1:]
-    try:
-        if command == "run":
-            return _run(rest)
-        if command == "check-config":
-            return _check_config(rest)
-        return _demo(rest)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EX_USAGE
-
-
-def _run(argv: list[str]) -> int:
-    parser = _Parser(prog="memdoor run", add_help=False)
-    parser.add_argument("--config", "-c", required=True, metavar="FILE")
-    args = parser.parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EX_CONFIG
     return run_daemon(args.config, config)
 
 
-def run_daemon(path: str, config: Config) -> int:
-    return asyncio.run(_serve(path, config))
-
-
-async def _serve(path: str, config: Config) -> int:
-    return await Daemon(path, config).run()
-
-
-def _check_config(argv: list[str]) -> int:
-    parser = _Parser(prog="memdoor check-config", add_help=False)
-    parser.add_argument("path", metavar="FILE")
-    args = parser.parse_args(argv)
+def check_config_command(args: argparse.Namespace) -> int:
+    if sys.stdout is None:
+        return _check_config_without_stdout(args.path)
     config = _load(args.path)
     if config is None:
         return EX_CONFIG
-    sys.stdout.write(render_effective(config))
+    problem = write_stdout(render_effective(config))
+    if problem is not None:
+        return _unwritten(args.path, problem)
     return 0
+
+
+def _unwritten(path: str, reason: str) -> int:
+    print(
+        f"memdoor check-config: {path} is valid, but the effective configuration "
+        f"cannot be written to standard output: {reason}",
+        file=sys.stderr,
+    )
+    return EX_IOERR
+
+
+def _check_config_without_stdout(path: str) -> int:
+    """fd 1 was closed before Python started (`>&-`): neither the effective configuration
+    nor a config_invalid record has anywhere to go, so the verdict is given on stderr."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EX_CONFIG
+    return _unwritten(path, "it is closed")
 
 
 DEMO_CHILD = textwrap.dedent(
@@ -101,11 +82,8 @@ DEMO_CHILD = textwrap.dedent(
 )
 
 
-def _demo(argv: list[str]) -> int:
+def demo_command(args: argparse.Namespace) -> int:
     """The daemon, for real, watching a process it starts itself: records within seconds."""
-    parser = _Parser(prog="memdoor demo", add_help=False)
-    parser.add_argument("--seconds", type=float, default=6.0)
-    args = parser.parse_args(argv)
     meminfo = read_meminfo()
     if isinstance(meminfo, Unreadable):
         print(f"memdoor demo: cannot read {meminfo.what}: {meminfo.detail}", file=sys.stderr)

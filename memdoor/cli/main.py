@@ -1,6 +1,7 @@
-"""Entry point: `memdoor` dispatches to the seed command or a daemon subcommand.
+"""Entry point: `memdoor` dispatches to the seed command or a sub-command.
 
-main(argv) -> int so that tests call it in-process, as pypa/build does.
+main(argv) -> int so that tests call it in-process, as pypa/build does: nothing
+below it exits the process.
 """
 
 from __future__ import annotations
@@ -8,30 +9,27 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from memdoor.cli.seed import print_version_and_usage, run_seed
-from memdoor.cli.usage import USAGE, version_line
+from memdoor.cli.commands import select_command
+from memdoor.cli.parsers import ShowText, UsageError
+from memdoor.cli.usage import EX_USAGE, version_and_usage
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print_version_and_usage(sys.stdout)
-        return 2
-    if args[0] in ("-h", "--help"):
-        print_version_and_usage(sys.stdout)
+        sys.stdout.write(version_and_usage())
+        return EX_USAGE
+    try:
+        command, rest = select_command(args)
+        parsed = command.build_parser().parse_args(rest)
+    except ShowText as shown:
+        sys.stdout.write(shown.text)
         return 0
-    if args[0] in ("-V", "--version"):
-        print(version_line())
-        return 0
-    if args[0] in ("run", "check-config", "demo"):
-        from memdoor.cli.daemon_commands import run_daemon_command
-
-        return run_daemon_command(args)
-    return run_seed(args, sys.stdout)
+    except UsageError as error:
+        sys.stderr.write(f"{error.prog}: {error}\n{error.usage}")
+        return EX_USAGE
+    return command.execute(parsed)
 
 
 def entry_point() -> None:
     sys.exit(main())
-
-
-__all__ = ["USAGE", "entry_point", "main"]

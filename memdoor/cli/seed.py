@@ -1,16 +1,15 @@
-"""The original memdoor command line: watch one pid and print a report each interval."""
+"""What the original memdoor command line does: watch one pid, print a report each interval."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
-from typing import NoReturn, Optional, TextIO
+from typing import Optional, TextIO
 
-from memdoor.cli.usage import EX_USAGE, USAGE, version_line
+from memdoor.cli.output import discard_unwritten
 from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.liveness import Verdict, check_process
 from memdoor.collect.memory import read_meminfo, read_rss_kb
@@ -18,64 +17,10 @@ from memdoor.collect.reading import Unreadable
 from memdoor.render.seed_text import below_threshold_report, full_report, report_time
 from memdoor.render.snapshot_dict import snapshot_dict
 from memdoor.snapshot import Snapshot, take_snapshot
-from memdoor.vocabulary import decimal, percent_of, rfc3339
+from memdoor.vocabulary import percent_of, rfc3339
 
 EXIT_MISMATCH = 1
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-class UsageError(Exception):
-    """A bad command line: one message, the usage, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _threshold(text: str) -> int:
-    value = decimal(text)
-    if value is None or not 1 <= value <= 99:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 99 (got {text!r})")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {text!r})") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text!r})")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = decimal(text)
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
-    return value
-
-
-def _absolute_path(text: str) -> str:
-    if not os.path.isabs(text):
-        raise argparse.ArgumentTypeError(f"must be an absolute path (got {text!r})")
-    return text
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="memdoor", add_help=False, usage=USAGE[len("usage: ") :])
-    parser.add_argument("-p", "--pid", type=_positive_int, required=True)
-    parser.add_argument("-e", "--exename", type=_absolute_path, required=True)
-    parser.add_argument("-m", "--memory-pressure-threshold", type=_threshold, required=True)
-    parser.add_argument("-i", "--interval", type=_positive_float, required=True)
-    parser.add_argument("-c", "--count", type=_positive_int)
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    return parser
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
 
 
 class SeedWatch:
@@ -166,12 +111,9 @@ class SeedWatch:
         self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
 
 
-def run_seed(argv: list[str], out: TextIO) -> int:
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        print(f"memdoor: {exc}\n{USAGE}", file=sys.stderr)
-        return EX_USAGE
+def run_seed(args: argparse.Namespace) -> int:
+    """Report on args.pid every args.interval seconds, to stdout, until told to stop."""
+    out = sys.stdout
     watch = SeedWatch(args, out)
     # Signals are blocked and only taken while sleeping, so a report is never
     # cut in half and SIGINT/SIGTERM end the loop without a traceback.
@@ -190,12 +132,7 @@ def run_seed(argv: list[str], out: TextIO) -> int:
                 return 0
     except BrokenPipeError:
         # A reader such as `head` went away: stop quietly, as cat does.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, out.fileno())
+        discard_unwritten(out)
         return 0
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-
-
-def print_version_and_usage(out: TextIO) -> None:
-    out.write(f"{version_line()}\n{USAGE}\n")

@@ -21,3 +21,8 @@ EX_USAGE = 2
 
 def version_line() -> str:
     return f"memdoor version {__version__}"
+
+
+def version_and_usage() -> str:
+    """What `memdoor` alone (exit 2) and `memdoor --help` (exit 0) print, as the seed did."""
+    return f"{version_line()}\n{USAGE}\n"

@@ -61,3 +61,35 @@ def test_demo_shows_records_within_seconds() -> None:
     assert events[0] == "daemon_started" and events[-1] == "daemon_stopping"
     assert "target_found" in events and "threshold_crossed" in events
     assert "Traceback" not in result.stderr
+
+
+def check_config_with_stdout(redirect: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m memdoor check-config PATH` with stdout redirected as a shell would."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$0" -m memdoor check-config "$1" {redirect}', sys.executable, path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("redirect", "reason"), [(">&-", "it is closed"), (">/dev/full", "No space left on device")]
+)
+def test_check_config_says_when_stdout_cannot_be_written(redirect: str, reason: str) -> None:
+    result = check_config_with_stdout(redirect, EXAMPLE)
+    assert (result.returncode, result.stderr) == (
+        74,
+        f"memdoor check-config: {EXAMPLE} is valid, but the effective configuration "
+        f"cannot be written to standard output: {reason}\n",
+    )
+
+
+def test_check_config_of_a_bad_file_with_stdout_closed(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[target]]\nname = "x"\nexe = "relative/path"\n')
+    result = check_config_with_stdout(">&-", bad)
+    assert result.returncode == 78
+    assert f"{bad}: target[0]" in result.stderr and "exe" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -17,7 +17,8 @@ import pytest
 
 from memdoor import __version__
 from memdoor.cli.main import main
-from memdoor.cli.seed import EXIT_MISMATCH, SeedWatch, parse_args
+from memdoor.cli.parsers import build_seed_parser
+from memdoor.cli.seed import EXIT_MISMATCH, SeedWatch
 from memdoor.cli.usage import USAGE
 from memdoor.collect.identity import read_stat
 from memdoor.procfs.stat import ProcStat
@@ -227,7 +228,9 @@ def test_reused_pid_is_not_reported_as_the_target(spawn_workload: SpawnWorkload)
     stat = read_stat(workload.pid)
     assert isinstance(stat, ProcStat)
     out = io.StringIO()
-    watch = SeedWatch(parse_args(seed_args(workload, "-m", "1", "-i", "1")), out)
+    watch = SeedWatch(
+        build_seed_parser().parse_args(seed_args(workload, "-m", "1", "-i", "1")), out
+    )
     # As if the watched process had started one tick earlier and this one took its pid.
     watch.start_ticks = stat.start_ticks - 1
     assert watch.cycle(time.time()) == EXIT_MISMATCH
@@ -241,7 +244,9 @@ def test_the_first_cycle_learns_the_start_time(spawn_workload: SpawnWorkload) ->
     workload = spawn_workload()
     stat = read_stat(workload.pid)
     assert isinstance(stat, ProcStat)
-    watch = SeedWatch(parse_args(seed_args(workload, "-m", "99", "-i", "1")), io.StringIO())
+    watch = SeedWatch(
+        build_seed_parser().parse_args(seed_args(workload, "-m", "99", "-i", "1")), io.StringIO()
+    )
     assert watch.cycle(time.time()) is None
     assert watch.start_ticks == stat.start_ticks
 
