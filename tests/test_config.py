@@ -14,6 +14,7 @@ import pwd
 import string
 import sys
 import tempfile
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,24 +24,26 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from memdoor.config import (
-    ALL_SECTIONS,
     EX_CONFIG,
+    INHERITED_KEYS,
     PID_MAX_LIMIT,
     SELECTOR_KEYS,
     Config,
     ConfigError,
     ConfigProblem,
     DaemonConfig,
-    JournaldSink,
+    InheritedSettings,
+    JournaldSettings,
     ResolvedTarget,
     SinksConfig,
-    StdoutSink,
+    StdoutSettings,
     TargetConfig,
     effective_targets,
     load_config,
     parse_config,
     render_effective,
 )
+from memdoor.vocabulary import ALL_SECTIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,8 +115,8 @@ def test_shipped_example_shows_every_key() -> None:
     assert set(raw) == {"daemon", "sinks", "target"}
     assert set(raw["daemon"]) == set(DaemonConfig.model_fields)
     assert set(raw["sinks"]) == set(SinksConfig.model_fields)
-    assert set(raw["sinks"]["stdout"]) == set(StdoutSink.model_fields)
-    assert set(raw["sinks"]["journald"]) == set(JournaldSink.model_fields)
+    assert set(raw["sinks"]["stdout"]) == set(StdoutSettings.model_fields)
+    assert set(raw["sinks"]["journald"]) == set(JournaldSettings.model_fields)
     (target,) = raw["target"]
     written = set(target)
     alternatives = set(SELECTOR_KEYS) - written
@@ -148,24 +151,101 @@ def test_targets_inherit_daemon_defaults(config_dir: Path) -> None:
     )
     own, inherits = effective_targets(load_config(write(config_dir, text)))
     # min_interval never exceeds the target's own interval.
-    defaults = ("summary", 300.0, 20, True)
+    defaults = {
+        "threshold_base": "system",
+        "detail": "summary",
+        "full_snapshot_min_interval": 300.0,
+        "full_snapshot_growth": 20,
+        "full_snapshot_on_change": True,
+    }
     assert own == ResolvedTarget(
-        "own", 42, None, None, 20, "system", 0.05, 0.05, *defaults, 3, ("tree", "memory")
+        name="own",
+        pid=42,
+        pidfile=None,
+        exe=None,
+        threshold=20,
+        interval=0.05,
+        min_interval=0.05,
+        count=3,
+        sections=("tree", "memory"),
+        **defaults,
     )
     assert inherits == ResolvedTarget(
-        "inherits",
-        None,
-        "/run/app.pid",
-        None,
-        70,
-        "system",
-        3.0,
-        0.1,
-        *defaults,
-        None,
-        ALL_SECTIONS,
+        name="inherits",
+        pid=None,
+        pidfile="/run/app.pid",
+        exe=None,
+        threshold=70,
+        interval=3.0,
+        min_interval=0.1,
+        count=None,
+        sections=ALL_SECTIONS,
+        **defaults,
     )
     assert isinstance(inherits.interval, float)
+
+
+def test_inherited_keys_are_listed_alike_wherever_they_appear() -> None:
+    """The keys a target inherits are declared in InheritedSettings and again, as
+    optional overrides, in TargetConfig: a key added to one and not the other, or
+    given another type, fails here."""
+    inherited = typing.get_type_hints(InheritedSettings, include_extras=True)
+    overrides = typing.get_type_hints(TargetConfig, include_extras=True)
+    assert set(TargetConfig.model_fields) & set(DaemonConfig.model_fields) == set(INHERITED_KEYS)
+    for key in INHERITED_KEYS:
+        assert overrides[key] == typing.Optional[inherited[key]], key
+        assert TargetConfig.model_fields[key].default is None, key
+    # A resolved target keeps every key a target has, inherited or its own.
+    assert set(ResolvedTarget.model_fields) == set(TargetConfig.model_fields)
+
+
+# A value other than the default for every inherited key, for the daemon and a target.
+DAEMON_SETTINGS = {
+    "interval": 7.0,
+    "threshold": 60,
+    "threshold_base": "cgroup",
+    "min_interval": 0.5,
+    "detail": "full",
+    "full_snapshot_min_interval": 60.0,
+    "full_snapshot_growth": 5,
+    "full_snapshot_on_change": False,
+}
+OWN_SETTINGS = {
+    "interval": 2.0,
+    "threshold": 30,
+    "threshold_base": "system",
+    "min_interval": 1.0,
+    "detail": "summary",
+    "full_snapshot_min_interval": 30.0,
+    "full_snapshot_growth": 50,
+    "full_snapshot_on_change": True,
+}
+
+
+def toml_lines(settings: dict[str, object]) -> str:
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+
+
+def test_every_inherited_key_comes_from_the_target_or_else_the_daemon(config_dir: Path) -> None:
+    assert set(DAEMON_SETTINGS) == set(OWN_SETTINGS) == set(INHERITED_KEYS)
+    text = (
+        "[daemon]\n"
+        + toml_lines(DAEMON_SETTINGS)
+        + APP_EXE
+        + '[[target]]\nname = "own"\npid = 1\n'
+        + toml_lines(OWN_SETTINGS)
+    )
+    inherits, own = effective_targets(load_config(write(config_dir, text)))
+    assert inherits.model_dump(include=set(INHERITED_KEYS)) == DAEMON_SETTINGS
+    assert own.model_dump(include=set(INHERITED_KEYS)) == OWN_SETTINGS
+
+
+def test_resolved_targets_are_frozen_and_typed() -> None:
+    (target,) = effective_targets(Config.model_validate({"target": [{"name": "x", "pid": 1}]}))
+    with pytest.raises(ValidationError, match="frozen"):
+        target.threshold = 60
+    with pytest.raises(ValidationError):
+        ResolvedTarget(**{**target.model_dump(), "threshold": "60"})
 
 
 def test_journald_enabled_accepts_bools(config_dir: Path) -> None:
