@@ -523,6 +523,63 @@ def test_error_text_and_record(config_dir: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("depth", range(50, 2050, 50))
+def test_deep_nesting_is_a_config_error(config_dir: Path, depth: int) -> None:
+    """The parser and the problem wording both recurse per level; at no depth may
+    the stack's limit escape as a traceback."""
+    nested = "[" * depth + "]" * depth
+    problems = problems_of(config_dir, f"[daemon]\ninterval = {nested}\n")
+    assert len(problems) == 1
+    key_path, reason = problems[0]
+    assert (key_path, reason) in {
+        ("", "not valid TOML: arrays or tables nested too deeply"),
+        ("", "arrays or tables nested too deeply"),
+    } or (key_path == "daemon.interval" and reason.startswith("expected a number (got [[["))
+
+
+def test_deep_inline_tables_are_a_config_error(config_dir: Path) -> None:
+    text = "x = " + "{a = " * 2000 + "1" + "}" * 2000 + "\n"
+    assert problems_of(config_dir, text) == [
+        ("", "not valid TOML: arrays or tables nested too deeply")
+    ]
+
+
+def test_an_integer_of_thousands_of_digits_is_a_config_error(config_dir: Path) -> None:
+    (problem,) = problems_of(config_dir, "[daemon]\nthreshold = " + "9" * 5000 + "\n")
+    if hasattr(sys, "get_int_max_str_digits"):
+        # int() refuses that many decimal digits (3.11, and security releases of older
+        # versions); the parser lets its ValueError through.
+        assert problem[0] == ""
+        assert problem[1].startswith("not valid TOML: Exceeds the limit")
+    else:
+        assert problem == ("daemon.threshold", f"must be between 1 and 99 (got {'9' * 57}...)")
+
+
+def test_a_huge_hex_integer_is_shown_in_hex(config_dir: Path) -> None:
+    """Hex integers have no digit limit, and the problem's quote of the value must
+    not ask Python for its thousands of decimal digits."""
+    assert problems_of(config_dir, APP + "pid = 0x" + "f" * 5000 + "\n") == [
+        (
+            'target[0] (name="app").pid',
+            f"must be between 1 and {PID_MAX_LIMIT} (got 0x{'f' * 55}...)",
+        )
+    ]
+
+
+def test_an_unforeseen_value_error_in_validation_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> typing.NoReturn:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    monkeypatch.setattr("memdoor.config.load.validation_problems", refuse)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(b"[daemon]\nthreshold = 0\n", "/x.toml")
+    assert caught.value.problems == [
+        ConfigProblem("", "Exceeds the limit (4300 digits) for integer string conversion")
+    ]
+
+
 def test_toml_syntax_error_names_the_line(config_dir: Path) -> None:
     problems = problems_of(config_dir, "[daemon]\ninterval = 5\nthreshold = = 3\n")
     assert len(problems) == 1

@@ -1,4 +1,8 @@
-"""Read, decode, parse and validate the config file, or raise ConfigError."""
+"""Read, decode, parse and validate the config file, or raise ConfigError.
+
+Whatever the file holds, the outcome is a Config or a ConfigError: the file is
+written by an operator, and a traceback would tell them nothing about their file.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pydantic import ValidationError
 from memdoor.collect.reading import Unreadable, read_bytes
 from memdoor.config.problems import ConfigError, validation_problems, whole_file_problem
 from memdoor.config.schema import Config
+from memdoor.config.toml_text import shorten
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,6 +25,12 @@ else:
 # sysexits.h: the exit status that tells systemd (RestartPreventExitStatus=) and
 # scripts that restarting will not help until someone fixes the file.
 EX_CONFIG = 78
+
+# The parser and the validator recurse once per level of nesting, so a file nested a
+# few hundred levels deep exhausts Python's stack in either.
+_TOO_DEEP = "arrays or tables nested too deeply"
+# How much of an unforeseen exception's message a problem quotes.
+_MESSAGE_LIMIT = 200
 
 
 def load_config(path: Union[str, os.PathLike[str]]) -> Config:
@@ -41,9 +52,22 @@ def parse_config(data: bytes, path: str) -> Config:
         raise whole_file_problem(path, reason) from None
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise whole_file_problem(path, f"not valid TOML: {exc}") from None
-    return _validate(raw, path)
+    except RecursionError:
+        raise whole_file_problem(path, f"not valid TOML: {_TOO_DEEP}") from None
+    except ValueError as exc:
+        # TOMLDecodeError, and int()'s refusal of an integer longer than
+        # sys.get_int_max_str_digits() digits (Python 3.11, and security releases
+        # of older versions).
+        message = shorten(str(exc), _MESSAGE_LIMIT)
+        raise whole_file_problem(path, f"not valid TOML: {message}") from None
+    try:
+        return _validate(raw, path)
+    except RecursionError:
+        raise whole_file_problem(path, _TOO_DEEP) from None
+    except ValueError as exc:
+        # Nothing known raises it once the file parsed; should a value still defeat
+        # the checks, the operator gets a line about the file instead of a traceback.
+        raise whole_file_problem(path, shorten(str(exc), _MESSAGE_LIMIT)) from None
 
 
 def _validate(raw: dict[str, Any], path: str) -> Config:

@@ -48,12 +48,23 @@ def toml_scalar(value: Union[bool, int, float, str]) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return toml_string(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
+    if isinstance(value, int):
+        return _integer(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return repr(value)
+
+
+def _integer(value: int) -> str:
+    """Decimal, or hex for an integer of thousands of digits: TOML's hex integers have
+    no length limit, and Python refuses to write such a number in decimal (since 3.11,
+    and in security releases of older versions)."""
+    try:
+        return repr(value)
+    except ValueError:
+        return hex(value)
 
 
 def toml_value(value: Union[bool, int, float, str, tuple[str, ...]]) -> str:
