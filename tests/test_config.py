@@ -43,6 +43,7 @@ from memdoor.config import (
     parse_config,
     render_effective,
 )
+from memdoor.config.problems import RECORDED_PROBLEMS, RECORDED_TEXT_LIMIT
 from memdoor.vocabulary import ALL_SECTIONS
 
 if sys.version_info >= (3, 11):
@@ -521,6 +522,57 @@ def test_error_text_and_record(config_dir: Path) -> None:
             {"key": "daemon.threshold", "reason": "must be between 1 and 99 (got 0)"},
         ],
     }
+
+
+def many_problems(count: int) -> ConfigError:
+    return ConfigError(
+        "/etc/memdoor/x.toml",
+        [ConfigProblem(f"target[{i}].threshold", f"problem {i}") for i in range(count)],
+    )
+
+
+def test_a_record_lists_at_most_the_first_problems() -> None:
+    total = RECORDED_PROBLEMS + 7
+    error = many_problems(total)
+    fields = error.record_fields()
+    assert fields["errors"] == [
+        {"key": f"target[{i}].threshold", "reason": f"problem {i}"}
+        for i in range(RECORDED_PROBLEMS)
+    ]
+    assert fields["more_errors"] == 7
+    assert len(str(error).splitlines()) == total
+
+
+def test_more_errors_only_when_some_were_left_out() -> None:
+    assert "more_errors" not in many_problems(RECORDED_PROBLEMS).record_fields()
+
+
+def test_a_record_cuts_long_keys_and_reasons() -> None:
+    long_key, long_reason = "k" * 5000, "r" * 5000
+    error = ConfigError("/x.toml", [ConfigProblem(long_key, long_reason)])
+    (recorded,) = error.record_fields()["errors"]
+    assert len(recorded["key"]) == len(recorded["reason"]) == RECORDED_TEXT_LIMIT
+    assert recorded["key"].startswith("kkk") and recorded["key"].endswith("...")
+    assert recorded["reason"].startswith("rrr") and recorded["reason"].endswith("...")
+    assert str(error) == f"/x.toml: {long_key}: {long_reason}"
+
+
+def test_message_describes_the_recorded_problems() -> None:
+    error = ConfigError("/x.toml", [ConfigProblem("", "bad"), ConfigProblem("daemon", "worse")])
+    assert error.message("not started") == (
+        "/x.toml: invalid configuration, not started: /x.toml: bad; /x.toml: daemon: worse"
+    )
+
+
+def test_message_counts_the_problems_left_out() -> None:
+    message = many_problems(RECORDED_PROBLEMS + 300).message("keeping the running one")
+    assert message.startswith(
+        "/etc/memdoor/x.toml: invalid configuration, keeping the running one: "
+    )
+    described = message.split("; ")
+    assert len(described) == RECORDED_PROBLEMS + 1
+    assert described[RECORDED_PROBLEMS - 1].endswith(f"problem {RECORDED_PROBLEMS - 1}")
+    assert described[-1] == "… and 300 more"
 
 
 @pytest.mark.parametrize("depth", range(50, 2050, 50))

@@ -27,9 +27,16 @@ from memdoor.config.schema import (
     duplicate_names,
     selector_problem,
 )
-from memdoor.config.toml_text import show, toml_string
+from memdoor.config.toml_text import shorten, show, toml_string
 
 Loc = tuple[Union[str, int], ...]
+
+# A config_invalid record names this many problems, each key and reason cut to
+# RECORDED_TEXT_LIMIT characters: enough to fix a file in a few rounds, and the
+# record stays one line below 16 KiB, where Docker and CRI runtimes split stdout
+# (journald's LineMax is 48 KiB) however many problems the file has.
+RECORDED_PROBLEMS = 20
+RECORDED_TEXT_LIMIT = 160
 
 # Cross-field checks run on the raw tables (see _cross_field_problems); the model
 # validators raising these only guard configs built in Python code.
@@ -54,7 +61,11 @@ class ConfigProblem:
 
 
 class ConfigError(Exception):
-    """Every problem found in one config file; str() gives one line per problem."""
+    """Every problem found in one config file.
+
+    str() gives one line per problem, all of them, for the operator's terminal;
+    message() and record_fields() give the bounded view a single log record needs.
+    """
 
     def __init__(self, path: str, problems: Sequence[ConfigProblem]) -> None:
         super().__init__(path, list(problems))
@@ -64,14 +75,37 @@ class ConfigError(Exception):
     def __str__(self) -> str:
         return "\n".join(problem.describe(self.path) for problem in self.problems)
 
+    def message(self, consequence: str) -> str:
+        """The config_invalid record's human line: what happens because of the file
+        (consequence), then the recorded problems and how many were left out."""
+        recorded, left_out = self._recorded()
+        described = [problem.describe(self.path) for problem in recorded]
+        if left_out:
+            described.append(f"… and {left_out} more")
+        return f"{self.path}: invalid configuration, {consequence}: " + "; ".join(described)
+
     def record_fields(self) -> dict[str, Any]:
-        """The config_invalid record's own fields: the file and each key with its reason."""
-        return {
+        """The config_invalid record's own fields: the file, each recorded key with its
+        reason, and more_errors when problems were left out."""
+        recorded, left_out = self._recorded()
+        fields: dict[str, Any] = {
             "file": self.path,
-            "errors": [
-                {"key": problem.key_path, "reason": problem.reason} for problem in self.problems
-            ],
+            "errors": [{"key": problem.key_path, "reason": problem.reason} for problem in recorded],
         }
+        if left_out:
+            fields["more_errors"] = left_out
+        return fields
+
+    def _recorded(self) -> tuple[list[ConfigProblem], int]:
+        """The first RECORDED_PROBLEMS problems, cut short, and the count left out."""
+        recorded = [
+            ConfigProblem(
+                shorten(problem.key_path, RECORDED_TEXT_LIMIT),
+                shorten(problem.reason, RECORDED_TEXT_LIMIT),
+            )
+            for problem in self.problems[:RECORDED_PROBLEMS]
+        ]
+        return recorded, len(self.problems) - len(recorded)
 
 
 def whole_file_problem(path: str, reason: str) -> ConfigError:
