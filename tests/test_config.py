@@ -14,6 +14,7 @@ import pwd
 import string
 import sys
 import tempfile
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,24 +24,27 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from memdoor.config import (
-    ALL_SECTIONS,
     EX_CONFIG,
+    INHERITED_KEYS,
     PID_MAX_LIMIT,
     SELECTOR_KEYS,
     Config,
     ConfigError,
     ConfigProblem,
     DaemonConfig,
-    JournaldSink,
+    InheritedSettings,
+    JournaldSettings,
     ResolvedTarget,
     SinksConfig,
-    StdoutSink,
+    StdoutSettings,
     TargetConfig,
     effective_targets,
     load_config,
     parse_config,
     render_effective,
 )
+from memdoor.config.problems import RECORDED_PROBLEMS, RECORDED_TEXT_LIMIT
+from memdoor.vocabulary import ALL_SECTIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,8 +116,8 @@ def test_shipped_example_shows_every_key() -> None:
     assert set(raw) == {"daemon", "sinks", "target"}
     assert set(raw["daemon"]) == set(DaemonConfig.model_fields)
     assert set(raw["sinks"]) == set(SinksConfig.model_fields)
-    assert set(raw["sinks"]["stdout"]) == set(StdoutSink.model_fields)
-    assert set(raw["sinks"]["journald"]) == set(JournaldSink.model_fields)
+    assert set(raw["sinks"]["stdout"]) == set(StdoutSettings.model_fields)
+    assert set(raw["sinks"]["journald"]) == set(JournaldSettings.model_fields)
     (target,) = raw["target"]
     written = set(target)
     alternatives = set(SELECTOR_KEYS) - written
@@ -148,24 +152,101 @@ def test_targets_inherit_daemon_defaults(config_dir: Path) -> None:
     )
     own, inherits = effective_targets(load_config(write(config_dir, text)))
     # min_interval never exceeds the target's own interval.
-    defaults = ("summary", 300.0, 20, True)
+    defaults = {
+        "threshold_base": "system",
+        "detail": "summary",
+        "full_snapshot_min_interval": 300.0,
+        "full_snapshot_growth": 20,
+        "full_snapshot_on_change": True,
+    }
     assert own == ResolvedTarget(
-        "own", 42, None, None, 20, "system", 0.05, 0.05, *defaults, 3, ("tree", "memory")
+        name="own",
+        pid=42,
+        pidfile=None,
+        exe=None,
+        threshold=20,
+        interval=0.05,
+        min_interval=0.05,
+        count=3,
+        sections=("tree", "memory"),
+        **defaults,
     )
     assert inherits == ResolvedTarget(
-        "inherits",
-        None,
-        "/run/app.pid",
-        None,
-        70,
-        "system",
-        3.0,
-        0.1,
-        *defaults,
-        None,
-        ALL_SECTIONS,
+        name="inherits",
+        pid=None,
+        pidfile="/run/app.pid",
+        exe=None,
+        threshold=70,
+        interval=3.0,
+        min_interval=0.1,
+        count=None,
+        sections=ALL_SECTIONS,
+        **defaults,
     )
     assert isinstance(inherits.interval, float)
+
+
+def test_inherited_keys_are_listed_alike_wherever_they_appear() -> None:
+    """The keys a target inherits are declared in InheritedSettings and again, as
+    optional overrides, in TargetConfig: a key added to one and not the other, or
+    given another type, fails here."""
+    inherited = typing.get_type_hints(InheritedSettings, include_extras=True)
+    overrides = typing.get_type_hints(TargetConfig, include_extras=True)
+    assert set(TargetConfig.model_fields) & set(DaemonConfig.model_fields) == set(INHERITED_KEYS)
+    for key in INHERITED_KEYS:
+        assert overrides[key] == typing.Optional[inherited[key]], key
+        assert TargetConfig.model_fields[key].default is None, key
+    # A resolved target keeps every key a target has, inherited or its own.
+    assert set(ResolvedTarget.model_fields) == set(TargetConfig.model_fields)
+
+
+# A value other than the default for every inherited key, for the daemon and a target.
+DAEMON_SETTINGS = {
+    "interval": 7.0,
+    "threshold": 60,
+    "threshold_base": "cgroup",
+    "min_interval": 0.5,
+    "detail": "full",
+    "full_snapshot_min_interval": 60.0,
+    "full_snapshot_growth": 5,
+    "full_snapshot_on_change": False,
+}
+OWN_SETTINGS = {
+    "interval": 2.0,
+    "threshold": 30,
+    "threshold_base": "system",
+    "min_interval": 1.0,
+    "detail": "summary",
+    "full_snapshot_min_interval": 30.0,
+    "full_snapshot_growth": 50,
+    "full_snapshot_on_change": True,
+}
+
+
+def toml_lines(settings: dict[str, object]) -> str:
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+
+
+def test_every_inherited_key_comes_from_the_target_or_else_the_daemon(config_dir: Path) -> None:
+    assert set(DAEMON_SETTINGS) == set(OWN_SETTINGS) == set(INHERITED_KEYS)
+    text = (
+        "[daemon]\n"
+        + toml_lines(DAEMON_SETTINGS)
+        + APP_EXE
+        + '[[target]]\nname = "own"\npid = 1\n'
+        + toml_lines(OWN_SETTINGS)
+    )
+    inherits, own = effective_targets(load_config(write(config_dir, text)))
+    assert inherits.model_dump(include=set(INHERITED_KEYS)) == DAEMON_SETTINGS
+    assert own.model_dump(include=set(INHERITED_KEYS)) == OWN_SETTINGS
+
+
+def test_resolved_targets_are_frozen_and_typed() -> None:
+    (target,) = effective_targets(Config.model_validate({"target": [{"name": "x", "pid": 1}]}))
+    with pytest.raises(ValidationError, match="frozen"):
+        target.threshold = 60
+    with pytest.raises(ValidationError):
+        ResolvedTarget(**{**target.model_dump(), "threshold": "60"})
 
 
 def test_journald_enabled_accepts_bools(config_dir: Path) -> None:
@@ -441,6 +522,114 @@ def test_error_text_and_record(config_dir: Path) -> None:
             {"key": "daemon.threshold", "reason": "must be between 1 and 99 (got 0)"},
         ],
     }
+
+
+def many_problems(count: int) -> ConfigError:
+    return ConfigError(
+        "/etc/memdoor/x.toml",
+        [ConfigProblem(f"target[{i}].threshold", f"problem {i}") for i in range(count)],
+    )
+
+
+def test_a_record_lists_at_most_the_first_problems() -> None:
+    total = RECORDED_PROBLEMS + 7
+    error = many_problems(total)
+    fields = error.record_fields()
+    assert fields["errors"] == [
+        {"key": f"target[{i}].threshold", "reason": f"problem {i}"}
+        for i in range(RECORDED_PROBLEMS)
+    ]
+    assert fields["more_errors"] == 7
+    assert len(str(error).splitlines()) == total
+
+
+def test_more_errors_only_when_some_were_left_out() -> None:
+    assert "more_errors" not in many_problems(RECORDED_PROBLEMS).record_fields()
+
+
+def test_a_record_cuts_long_keys_and_reasons() -> None:
+    long_key, long_reason = "k" * 5000, "r" * 5000
+    error = ConfigError("/x.toml", [ConfigProblem(long_key, long_reason)])
+    (recorded,) = error.record_fields()["errors"]
+    assert len(recorded["key"]) == len(recorded["reason"]) == RECORDED_TEXT_LIMIT
+    assert recorded["key"].startswith("kkk") and recorded["key"].endswith("...")
+    assert recorded["reason"].startswith("rrr") and recorded["reason"].endswith("...")
+    assert str(error) == f"/x.toml: {long_key}: {long_reason}"
+
+
+def test_message_describes_the_recorded_problems() -> None:
+    error = ConfigError("/x.toml", [ConfigProblem("", "bad"), ConfigProblem("daemon", "worse")])
+    assert error.message("not started") == (
+        "/x.toml: invalid configuration, not started: /x.toml: bad; /x.toml: daemon: worse"
+    )
+
+
+def test_message_counts_the_problems_left_out() -> None:
+    message = many_problems(RECORDED_PROBLEMS + 300).message("keeping the running one")
+    assert message.startswith(
+        "/etc/memdoor/x.toml: invalid configuration, keeping the running one: "
+    )
+    described = message.split("; ")
+    assert len(described) == RECORDED_PROBLEMS + 1
+    assert described[RECORDED_PROBLEMS - 1].endswith(f"problem {RECORDED_PROBLEMS - 1}")
+    assert described[-1] == "… and 300 more"
+
+
+@pytest.mark.parametrize("depth", range(50, 2050, 50))
+def test_deep_nesting_is_a_config_error(config_dir: Path, depth: int) -> None:
+    """The parser and the problem wording both recurse per level; at no depth may
+    the stack's limit escape as a traceback."""
+    nested = "[" * depth + "]" * depth
+    problems = problems_of(config_dir, f"[daemon]\ninterval = {nested}\n")
+    assert len(problems) == 1
+    key_path, reason = problems[0]
+    assert (key_path, reason) in {
+        ("", "not valid TOML: arrays or tables nested too deeply"),
+        ("", "arrays or tables nested too deeply"),
+    } or (key_path == "daemon.interval" and reason.startswith("expected a number (got [[["))
+
+
+def test_deep_inline_tables_are_a_config_error(config_dir: Path) -> None:
+    text = "x = " + "{a = " * 2000 + "1" + "}" * 2000 + "\n"
+    assert problems_of(config_dir, text) == [
+        ("", "not valid TOML: arrays or tables nested too deeply")
+    ]
+
+
+def test_an_integer_of_thousands_of_digits_is_a_config_error(config_dir: Path) -> None:
+    (problem,) = problems_of(config_dir, "[daemon]\nthreshold = " + "9" * 5000 + "\n")
+    if hasattr(sys, "get_int_max_str_digits"):
+        # int() refuses that many decimal digits (3.11, and security releases of older
+        # versions); the parser lets its ValueError through.
+        assert problem[0] == ""
+        assert problem[1].startswith("not valid TOML: Exceeds the limit")
+    else:
+        assert problem == ("daemon.threshold", f"must be between 1 and 99 (got {'9' * 57}...)")
+
+
+def test_a_huge_hex_integer_is_shown_in_hex(config_dir: Path) -> None:
+    """Hex integers have no digit limit, and the problem's quote of the value must
+    not ask Python for its thousands of decimal digits."""
+    assert problems_of(config_dir, APP + "pid = 0x" + "f" * 5000 + "\n") == [
+        (
+            'target[0] (name="app").pid',
+            f"must be between 1 and {PID_MAX_LIMIT} (got 0x{'f' * 55}...)",
+        )
+    ]
+
+
+def test_an_unforeseen_value_error_in_validation_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> typing.NoReturn:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    monkeypatch.setattr("memdoor.config.load.validation_problems", refuse)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(b"[daemon]\nthreshold = 0\n", "/x.toml")
+    assert caught.value.problems == [
+        ConfigProblem("", "Exceeds the limit (4300 digits) for integer string conversion")
+    ]
 
 
 def test_toml_syntax_error_names_the_line(config_dir: Path) -> None:

@@ -1,0 +1,44 @@
+"""The daemon's configuration: one TOML file validated into frozen, value-compared models.
+
+schema holds the models, resolve applies the [daemon] defaults to targets, problems
+words what is wrong, load turns a file into a Config or a ConfigError, and
+effective writes the configuration back out for `memdoor check-config`.
+"""
+
+from memdoor.config.effective import render_effective
+from memdoor.config.load import EX_CONFIG, load_config, parse_config
+from memdoor.config.problems import ConfigError, ConfigProblem
+from memdoor.config.resolve import ResolvedTarget, effective_targets
+from memdoor.config.schema import (
+    INHERITED_KEYS,
+    PID_MAX_LIMIT,
+    SELECTOR_KEYS,
+    Config,
+    DaemonConfig,
+    InheritedSettings,
+    JournaldSettings,
+    SinksConfig,
+    StdoutSettings,
+    TargetConfig,
+)
+
+__all__ = [
+    "EX_CONFIG",
+    "INHERITED_KEYS",
+    "PID_MAX_LIMIT",
+    "SELECTOR_KEYS",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "DaemonConfig",
+    "InheritedSettings",
+    "JournaldSettings",
+    "ResolvedTarget",
+    "SinksConfig",
+    "StdoutSettings",
+    "TargetConfig",
+    "effective_targets",
+    "load_config",
+    "parse_config",
+    "render_effective",
+]

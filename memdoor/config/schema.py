@@ -1,0 +1,232 @@
+"""The daemon's configuration file as frozen, value-compared pydantic models.
+
+Why the models are frozen and compared by value: on SIGHUP the daemon loads the file
+again and must tell which targets changed, so two loads of an unchanged file have to
+give equal, hashable objects.
+
+Why strict: in lax mode `pid = true` becomes 1 and `threshold = "50"` becomes 50,
+hiding the operator's mistake behind a value they did not mean.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from memdoor.config.toml_text import show
+from memdoor.vocabulary import (
+    THRESHOLD_MAX,
+    THRESHOLD_MIN,
+    Detail,
+    RecordFormat,
+    Section,
+    ThresholdBase,
+    path_problem,
+)
+
+SELECTOR_KEYS = ("pid", "pidfile", "exe")
+
+# The kernel's PID_MAX_LIMIT on 64-bit: a larger pid can never match a process,
+# so it is a typo rather than a process that has not started yet.
+PID_MAX_LIMIT = 4_194_304
+# Below this a poll would mostly measure memdoor itself (a snapshot reads dozens of
+# /proc files); it bounds daemon.interval too, because targets inherit it.
+MIN_INTERVAL = 0.05
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def _tuple_from_array(value: object) -> object:
+    """TOML arrays arrive as lists; strict mode will not turn them into the tuples that
+    keep frozen models hashable, so convert here and let strict validation do the rest."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _between(low: int, high: int) -> AfterValidator:
+    """One message naming both bounds reads better than pydantic's separate ge/le ones."""
+
+    def check(value: int) -> int:
+        if low <= value <= high:
+            return value
+        raise PydanticCustomError(
+            "out_of_range", "must be between {low} and {high}", {"low": low, "high": high}
+        )
+
+    return AfterValidator(check)
+
+
+def _check_path(value: str) -> str:
+    problem = path_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("bad_path", problem)
+    return value
+
+
+def _check_name(value: str) -> str:
+    """The name becomes a journal field value and a label, so keep it to a safe alphabet."""
+    if _NAME_RE.fullmatch(value) is None:
+        raise PydanticCustomError("bad_name", "must be 1 to 64 characters from A-Z a-z 0-9 _ . @ -")
+    return value
+
+
+def _check_bool_or_auto(value: object) -> Union[bool, Literal["auto"]]:
+    """A bool-or-literal union would report two errors for one bad value."""
+    if value is True or value is False:
+        return value
+    if value == "auto":
+        return "auto"
+    raise PydanticCustomError("bool_or_auto", 'must be true, false or "auto"')
+
+
+def _check_unique_sections(value: tuple[Section, ...]) -> tuple[Section, ...]:
+    for index, section in enumerate(value):
+        if section in value[:index]:
+            raise PydanticCustomError(
+                "duplicate_section", 'lists "{section}" twice', {"section": section}
+            )
+    return value
+
+
+Percent = Annotated[int, _between(THRESHOLD_MIN, THRESHOLD_MAX)]
+GrowthPercent = Annotated[int, _between(0, 10000)]
+Pid = Annotated[int, _between(1, PID_MAX_LIMIT)]
+Interval = Annotated[float, Field(ge=MIN_INTERVAL, allow_inf_nan=False)]
+AbsolutePath = Annotated[str, AfterValidator(_check_path)]
+TargetName = Annotated[str, AfterValidator(_check_name)]
+JournaldEnabled = Annotated[Union[bool, Literal["auto"]], PlainValidator(_check_bool_or_auto)]
+Sections = Annotated[
+    tuple[Section, ...],
+    BeforeValidator(_tuple_from_array),
+    Field(min_length=1),
+    AfterValidator(_check_unique_sections),
+]
+
+
+def selector_problem(given: Sequence[str]) -> Optional[str]:
+    """Why the selector keys a target sets are not exactly one, or None."""
+    if len(given) == 1:
+        return None
+    got = ", ".join(given) if given else "none"
+    return f"exactly one of pid, pidfile, exe is required (got {got})"
+
+
+def duplicate_names(names: Sequence[object]) -> list[tuple[int, str]]:
+    """(index, reason) for every target reusing an earlier target's name."""
+    first_use: dict[str, int] = {}
+    duplicates = []
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if name in first_use:
+            duplicates.append(
+                (index, f"duplicate name {show(name)} (already used by target[{first_use[name]}])")
+            )
+        else:
+            first_use[name] = index
+    return duplicates
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class InheritedSettings(_Model):
+    """The settings a [[target]] may set and otherwise takes from [daemon], with the
+    defaults [daemon] has when the file does not set them.
+
+    Listed once here: DaemonConfig and ResolvedTarget extend this model, and
+    TargetConfig repeats the keys only as optional overrides (a test keeps the two
+    lists equal).
+    """
+
+    interval: Interval = 5.0
+    threshold: Percent = 50
+    threshold_base: ThresholdBase = "system"
+    # The floor of adaptive polling; a resolved target's is never above its interval.
+    min_interval: Interval = 0.1
+    detail: Detail = "summary"
+    full_snapshot_min_interval: Interval = 300.0
+    full_snapshot_growth: GrowthPercent = 20
+    full_snapshot_on_change: bool = True
+
+
+# Target keys that fall back to the [daemon] key of the same name.
+INHERITED_KEYS: tuple[str, ...] = tuple(InheritedSettings.model_fields)
+
+
+class DaemonConfig(InheritedSettings):
+    watchdog: bool = True
+    redact_cmdline: bool = False
+
+
+class StdoutSettings(_Model):
+    enabled: bool = True
+    format: RecordFormat = "memdoor"
+
+
+class JournaldSettings(_Model):
+    enabled: JournaldEnabled = "auto"
+    socket: AbsolutePath = "/run/systemd/journal/socket"
+    format: RecordFormat = "memdoor"
+
+
+class SinksConfig(_Model):
+    stdout: StdoutSettings = Field(default_factory=StdoutSettings)
+    journald: JournaldSettings = Field(default_factory=JournaldSettings)
+
+
+class TargetConfig(_Model):
+    """One [[target]] as written: unset optional keys stay None so the file's intent is
+    kept; ResolvedTarget is the same target with the [daemon] defaults applied."""
+
+    name: TargetName
+    pid: Optional[Pid] = None
+    pidfile: Optional[AbsolutePath] = None
+    exe: Optional[AbsolutePath] = None
+    # The overrides of InheritedSettings, each of the same type or None.
+    threshold: Optional[Percent] = None
+    threshold_base: Optional[ThresholdBase] = None
+    interval: Optional[Interval] = None
+    min_interval: Optional[Interval] = None
+    detail: Optional[Detail] = None
+    full_snapshot_min_interval: Optional[Interval] = None
+    full_snapshot_growth: Optional[GrowthPercent] = None
+    full_snapshot_on_change: Optional[bool] = None
+    count: Optional[Annotated[int, Field(ge=1)]] = None
+    sections: Optional[Sections] = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> TargetConfig:
+        problem = selector_problem([key for key in SELECTOR_KEYS if getattr(self, key) is not None])
+        if problem is not None:
+            raise PydanticCustomError("selector_count", problem)
+        return self
+
+
+class Config(_Model):
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_tuple_from_array)] = Field(
+        default=(), alias="target"
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        duplicates = duplicate_names([target.name for target in self.targets])
+        if duplicates:
+            raise PydanticCustomError(
+                "duplicate_name", "; ".join(f"target[{i}]: {r}" for i, r in duplicates)
+            )
+        return self
