@@ -76,12 +76,11 @@ class DaemonRecords:
         )
 
     def config_invalid(self, exc: ConfigError, consequence: str) -> None:
-        """The file, and each key path with its reason."""
+        """The file, and each key path with its reason (the first ones, if there are many)."""
         _write(
             self.writer,
             Event.CONFIG_INVALID,
-            message=f"{exc.path}: invalid configuration, {consequence}: "
-            + "; ".join(p.describe(exc.path) for p in exc.problems),
+            message=exc.message(consequence),
             **exc.record_fields(),
         )
 

@@ -86,11 +86,6 @@ def test_check_config_of_many_problems_prints_all_and_records_the_first(
     assert record["more_errors"] == 2 * BAD_TARGETS - RECORDED_PROBLEMS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="log_config_invalid still writes every problem into the message; passes once "
-    "it takes ConfigError.message()",
-)
 def test_check_config_of_many_problems_keeps_the_record_line_short(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
