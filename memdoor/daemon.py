@@ -18,15 +18,13 @@ from typing import Optional
 
 from memdoor.collect.cgroup import CgroupMounts, find_cgroup_mounts
 from memdoor.collect.reading import Unreadable
-from memdoor.config import Config, ConfigError, ResolvedTarget, effective_targets, load_config
-from memdoor.emitter import DaemonRecords, TargetRecords
+from memdoor.config import Config, ConfigError, effective_targets, load_config
+from memdoor.emitter import DaemonRecords
 from memdoor.notify import Notifier, watchdog_interval
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.oom.nearby import (
     NEARBY_PERIOD,
-    NearbyKill,
     NeighbourKillCounter,
-    Placement,
     nearby_from_report,
 )
 from memdoor.pressure import PressureHub
@@ -36,9 +34,9 @@ from memdoor.render.ecs import ecs_formatter
 from memdoor.sinks.dispatch import Dispatcher, Formatter
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink, stdout_is_journal_stream
-from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
-from memdoor.watch.context import Services, TargetState
+from memdoor.targets import Targets
+from memdoor.watch.context import Services
 
 STATUS_PERIOD = 5.0
 SNAPSHOT_THREADS = 2
@@ -83,9 +81,7 @@ class Daemon:
         self.dispatcher = build_dispatcher(config)
         self.records = self._records_for(self.dispatcher)
         self.notifier = Notifier(self.records.notify_failed)
-        self.supervisors: dict[
-            str, tuple[ResolvedTarget, TargetSupervisor, asyncio.Task[None]]
-        ] = {}
+        self.targets = Targets(self.services)
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
 
@@ -118,7 +114,7 @@ class Daemon:
             self.dispatcher.sink_names,
             self._evidence_sources(),
         )
-        self._apply_targets(effective_targets(self.config))
+        self._apply_targets()
         helpers = [loop.create_task(self._report_status())]
         if kernel_log.unavailable is not None:
             helpers.append(loop.create_task(self._count_neighbour_kills()))
@@ -141,7 +137,7 @@ class Daemon:
             self.records.daemon_stopping()
             for task in helpers:
                 task.cancel()
-            await self._stop_targets(list(self.supervisors))
+            await self.targets.stop()
             await asyncio.gather(*helpers, return_exceptions=True)
             kernel_log.stop(loop)
             if self.services.pressure is not None:
@@ -169,29 +165,14 @@ class Daemon:
 
     def _oom_kill_seen(self, report: OomKillReport) -> None:
         """A kill in the kernel log: tell each target whose processes share the victim's cgroup."""
-        self._tell_nearby(nearby_from_report(report, self._placements()))
-
-    def _placements(self) -> list[Placement]:
-        return [
-            p
-            for _t, supervisor, _task in self.supervisors.values()
-            for p in supervisor.placements()
-        ]
-
-    def _tell_nearby(self, kills: list[NearbyKill]) -> None:
-        for nearby in kills:
-            entry = self.supervisors.get(nearby.target)
-            if entry is not None:
-                entry[1].state.records.oom_kill_nearby(nearby)
+        self.targets.tell(nearby_from_report(report, self.targets.placements()))
 
     async def _count_neighbour_kills(self) -> None:
         """Without the kernel log, neighbours' kills come from the cgroups' OOM counters."""
+        counter = self.services.neighbour_kills
         while True:
             await asyncio.sleep(NEARBY_PERIOD)
-            self.check_neighbour_kills()
-
-    def check_neighbour_kills(self) -> None:
-        self._tell_nearby(self.services.neighbour_kills.check_placements(self._placements()))
+            self.targets.tell(counter.check_placements(self.targets.placements()))
 
     def reload(self) -> None:
         """Apply a new config; an invalid one is reported and the running one stays."""
@@ -208,48 +189,21 @@ class Daemon:
             self.dispatcher = build_dispatcher(new_config)
             self.records = self._records_for(self.dispatcher)
         self.config = new_config
-        for _target, supervisor, _task in self.supervisors.values():
-            # Kept targets keep their processes' state and follow the new daemon-wide keys.
-            supervisor.state.records.writer = self.records.writer
-            supervisor.state.records.redact_cmdline = new_config.daemon.redact_cmdline
-        added, removed, changed = self._apply_targets(effective_targets(new_config))
+        added, removed, changed = self._apply_targets()
         self.records.config_reloaded(added, removed, changed)
         self.notifier.ready(self.status_line())
 
-    def _apply_targets(
-        self, targets: list[ResolvedTarget]
-    ) -> tuple[list[str], list[str], list[str]]:
-        wanted = {t.name: t for t in targets}
-        removed = [name for name in self.supervisors if name not in wanted]
-        changed = [
-            n for n, t in wanted.items() if n in self.supervisors and self.supervisors[n][0] != t
-        ]
-        added = [name for name in wanted if name not in self.supervisors]
-        for name in removed + changed:
-            _target, _supervisor, task = self.supervisors.pop(name)
-            task.cancel()
-        for name in added + changed:
-            self._start(wanted[name])
-        return added, removed, changed
-
-    def _start(self, target: ResolvedTarget) -> None:
-        records = TargetRecords(self.records.writer, target, self.config.daemon.redact_cmdline)
-        state = TargetState(records=records, services=self.services)
-        supervisor = TargetSupervisor(state)
-        task = asyncio.get_running_loop().create_task(supervisor.run())
-        self.supervisors[target.name] = (target, supervisor, task)
-
-    async def _stop_targets(self, names: list[str]) -> None:
-        tasks = [self.supervisors.pop(name)[2] for name in names]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _apply_targets(self) -> tuple[list[str], list[str], list[str]]:
+        return self.targets.apply(
+            effective_targets(self.config),
+            self.records.writer,
+            self.config.daemon.redact_cmdline,
+        )
 
     def status_line(self) -> str:
-        processes = sum(len(s.watchers) for _t, s, _task in self.supervisors.values())
-        above = sum(len(s.state.above) for _t, s, _task in self.supervisors.values())
+        targets, processes, above = self.targets.counts()
         return (
-            f"watching {len(self.supervisors)} targets ({processes} processes), "
+            f"watching {targets} targets ({processes} processes), "
             f"{above} above threshold, {self.dispatcher.records} records emitted"
         )
 
@@ -274,12 +228,7 @@ class Daemon:
         pings stop and systemd restarts the daemon after WatchdogSec.
         """
         while True:
-            now = time.monotonic()
-            stale = [
-                name
-                for name, (_t, supervisor, _task) in self.supervisors.items()
-                if supervisor.stale(now, allowance=period)
-            ]
+            stale = self.targets.stale(time.monotonic(), allowance=period)
             if stale:
                 self.notifier.status(f"STALLED: no progress on {', '.join(stale)}")
             else:

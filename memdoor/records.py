@@ -69,7 +69,7 @@ class _DispatchLogger:
 
 
 def build_logger(sink: RecordSink) -> Any:
-    """A bound logger whose calls become records: log.warning("snapshot", target=..., ...)."""
+    """A bound logger whose calls become records: log.warning(event, target=..., ...)."""
     return structlog.wrap_logger(
         _DispatchLogger(sink),
         processors=[

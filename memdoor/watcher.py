@@ -43,22 +43,14 @@ class ProcessWatcher:
         self.records = ProcessRecords(state.records, identity)
         self.witness = KillWitness(identity, services.kernel_log, services.neighbour_kills)
         self.tracker: Optional[LimitTracker] = None
-        self.meter = ThresholdMeter(state.target, self.pid, services.mem_total, None, services.proc)
-        self.evidence = EvidenceKeeper(
-            state.target,
-            self.pid,
-            identity.start_ticks,
-            self.witness,
-            services.cgroups,
-            services.proc,
-        )
+        self.meter = ThresholdMeter(state.target, self.pid, services.mem_total, services.proc)
+        self.evidence = EvidenceKeeper(state.target, identity, self.witness, services)
         # Through a lambda: a test may replace wake on the instance.
         self.wakeups = Wakeups(services.pressure, lambda: self.wake(), state.target)
         self.last_progress = time.monotonic()
         self.ended: Optional[str] = None
         self._waiter: Optional[asyncio.Future[None]] = None
         self._next_emit_at = 0.0
-        self._fallback_reported = False
 
     @property
     def target(self) -> ResolvedTarget:
@@ -121,7 +113,8 @@ class ProcessWatcher:
             self.witness.seen_alive(watermark)
         measure = self.meter.measure()
         self.wakeups.follow_limit(self.tracker)
-        self._say_if_no_limit()
+        if self.meter.fallback_news():
+            self.records.threshold_fallback()
         if measure is None:
             return self.target.interval
         ratio = measure.percent / self.target.threshold
@@ -134,14 +127,6 @@ class ProcessWatcher:
             if self.evidence.stale(ratio, measure.kb):
                 await self._snapshot(measure.kb)
         return self.next_delay(ratio)
-
-    def _say_if_no_limit(self) -> None:
-        """Once: measured against its cgroup, but no limit applies (so against MemTotal)."""
-        if self.target.threshold_base != "cgroup" or self._fallback_reported:
-            return
-        if self.tracker is None or self.tracker.applied_limit is None:
-            self._fallback_reported = True
-            self.records.threshold_fallback()
 
     def next_delay(self, ratio: float) -> float:
         """Twice the interval when far below, shrinking to min_interval at the threshold."""
@@ -158,15 +143,8 @@ class ProcessWatcher:
             self._ended(Liveness(Verdict.REUSED, None, outcome.detail))
         if not isinstance(outcome, Taken):
             return None
-        figures, tracker = outcome.snapshot.cgroup, self.tracker
-        if (
-            not outcome.torn
-            and figures is not None
-            and tracker is not None
-            and figures.place.directory == tracker.place.directory
-        ):
-            tracker.apply(figures)
-            self.wakeups.follow_limit(tracker)
+        if not outcome.torn and self.tracker and self.tracker.take_snapshot(outcome.snapshot):
+            self.wakeups.follow_limit(self.tracker)
         return outcome
 
     async def _above(self, measure: Measure) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from memdoor.events import Categorization, event_spec
+from memdoor.events import Categorization, Event, event_spec
 from memdoor.vocabulary import compact_json
 
 # The newest ECS release (v9.4.0); every field used here is unchanged since 8.x.
@@ -91,7 +91,7 @@ def _process(record: Mapping[str, Any]) -> dict[str, Any]:
     if identity.get("started_at") is not None:
         process["start"] = identity["started_at"]
     killed_at = _mapping(record.get("kill")).get("killed_at")
-    if record.get("event") == "oom_killed" and killed_at is not None:
+    if record.get("event") == Event.OOM_KILLED and killed_at is not None:
         # On oom_kill_nearby the kill is another process's; only here is it this one's end.
         process["end"] = killed_at
     # oom_killed carries the tree only inside the snapshot it kept from before the kill.

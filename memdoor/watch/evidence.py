@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from memdoor.collect.cgroup import CgroupMounts
+from memdoor.collect.identity import ProcessIdentity
 from memdoor.config import ResolvedTarget
 from memdoor.oom.witness import KillWitness
 from memdoor.procfs.maps import Mapping, mapping_group
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot, take_snapshot
+from memdoor.watch.context import Services
 
 # A snapshot may take at most this share of the watcher's time: a process
 # whose snapshot costs 100 ms is snapshotted at most every 500 ms.
@@ -76,18 +77,16 @@ class EvidenceKeeper:
     def __init__(
         self,
         target: ResolvedTarget,
-        pid: int,
-        start_ticks: int,
+        identity: ProcessIdentity,
         witness: KillWitness,
-        cgroups: Optional[CgroupMounts],
-        proc: str = "/proc",
+        services: Services,
     ) -> None:
         self.target = target
-        self.pid = pid
-        self.start_ticks = start_ticks
+        self.pid = identity.pid
+        self.start_ticks = identity.start_ticks
         self.witness = witness
-        self.cgroups = cgroups
-        self.proc = proc
+        self.cgroups = services.cgroups
+        self.proc = services.proc
         self.last: Optional[Snapshot] = None
         self.last_full: Optional[Snapshot] = None
         self._next_at = 0.0

@@ -23,6 +23,7 @@ from memdoor.collect.memory import read_rss_kb
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
 from memdoor.messages import cgroup_usage_line, usage_line
+from memdoor.snapshot import Snapshot
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import ThresholdBase, percent_of
 
@@ -82,6 +83,14 @@ class LimitTracker:
             return None
         return self.limit.path, self.limit_bytes
 
+    def take_snapshot(self, snapshot: Snapshot) -> bool:
+        """Refresh from a complete snapshot's cgroup figures, if they are of this cgroup."""
+        figures = snapshot.cgroup
+        if figures is None or figures.place.directory != self.place.directory:
+            return False
+        self.apply(figures)
+        return True
+
     def stale(self, now: float) -> bool:
         return now - self.refreshed > CGROUP_REFRESH
 
@@ -92,14 +101,15 @@ class ThresholdMeter:
         target: ResolvedTarget,
         pid: int,
         mem_total: MemTotal,
-        tracker: Optional[LimitTracker],
         proc: str = "/proc",
     ) -> None:
         self.target = target
         self.pid = pid
         self.mem_total = mem_total
-        self.tracker = tracker
         self.proc = proc
+        # Set by the watcher once it found the process's cgroup.
+        self.tracker: Optional[LimitTracker] = None
+        self._fallback_told = False
 
     def measure(self) -> Optional[Measure]:
         """The figure on the target's base; the system base where no cgroup limit applies.
@@ -115,6 +125,15 @@ class ThresholdMeter:
         percent = percent_of(rss_kb, total_kb)
         line = usage_line(self.target.name, self.pid, rss_kb, percent, self.target.threshold)
         return Measure(percent, line, rss_kb, "system")
+
+    def fallback_news(self) -> bool:
+        """True once, when the target is measured against its cgroup but no limit
+        applies there, so measure() uses MemTotal instead (threshold_fallback)."""
+        if self.target.threshold_base != "cgroup" or self._fallback_told:
+            return False
+        tracker = self.tracker
+        self._fallback_told = tracker is None or tracker.applied_limit is None
+        return self._fallback_told
 
     def _against_cgroup(self) -> Optional[Measure]:
         tracker = self.tracker
