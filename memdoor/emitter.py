@@ -118,46 +118,31 @@ class TargetRecords:
         self.target = target
         self.redact_cmdline = redact_cmdline
 
+    def _write(self, event: Event, message: str, **fields: Any) -> None:
+        _write(self.writer, event, target=self.target.name, message=message, **fields)
+
     def target_waiting(self) -> None:
-        name = self.target.name
-        _write(
-            self.writer,
-            Event.TARGET_WAITING,
-            target=name,
-            message=f"{name}: no process to watch yet",
-        )
+        self._write(Event.TARGET_WAITING, f"{self.target.name}: no process to watch yet")
 
     def target_unresolved(self, text: str, problem: Unreadable) -> None:
         """text: the problem in a line, as the supervisor compares it to say it once."""
-        name = self.target.name
-        _write(
-            self.writer,
+        self._write(
             Event.TARGET_UNRESOLVED,
-            target=name,
-            message=f"{name}: cannot resolve: {text}",
+            f"{self.target.name}: cannot resolve: {text}",
             problems=[problem.to_dict()],
         )
 
     def supervision_failed(self, text: str) -> None:
         """A bug in the step that finds the target's processes; retried on its interval."""
         target = self.target
-        _write(
-            self.writer,
+        self._write(
             Event.WATCHER_FAILED,
-            target=target.name,
-            message=f"{target.name}: supervision step failed, retried every "
-            f"{target.interval:g} s: {text}",
+            f"{target.name}: supervision step failed, retried every {target.interval:g} s: {text}",
         )
 
     def watcher_failed(self, pid: int, error: BaseException) -> None:
         name = self.target.name
-        _write(
-            self.writer,
-            Event.WATCHER_FAILED,
-            target=name,
-            pid=pid,
-            message=f"{name} pid {pid}: watcher failed: {error!r}",
-        )
+        self._write(Event.WATCHER_FAILED, f"{name} pid {pid}: watcher failed: {error!r}", pid=pid)
 
     def oom_kill_nearby(self, nearby: NearbyKill) -> None:
         name = self.target.name
@@ -172,12 +157,10 @@ class TargetRecords:
                 f"watch in the same cgroup {nearby.cgroup_path} (told by its OOM counter; the "
                 "kernel log, which would name them, is not readable)"
             )
-        _write(
-            self.writer,
+        self._write(
             Event.OOM_KILL_NEARBY,
-            target=name,
+            message,
             pid=nearby.pid,
-            message=message,
             threshold_percent=self.target.threshold,
             kill=nearby.kill.fields(),
             victim_pid=nearby.victim_pid,
