@@ -30,7 +30,6 @@ from memdoor.render.bounded import (
 )
 from memdoor.render.snapshot_dict import cgroup_dict, memory_dict
 from memdoor.snapshot import Snapshot
-from memdoor.watch.measure import Measure
 
 # An oom_killed record carries the kill (about 700 bytes) and the process
 # (a command line of up to 2 KB) besides the last snapshot.
@@ -209,20 +208,20 @@ class ProcessRecords:
             problems=[p.to_dict() for p in problems],
         )
 
-    def full_snapshot(self, crossed: bool, snapshot: Snapshot, measure: Measure) -> None:
+    def full_snapshot(self, crossed: bool, snapshot: Snapshot, message: str) -> None:
         """threshold_crossed at the crossing, snapshot afterwards."""
         self._write(
             Event.THRESHOLD_CROSSED if crossed else Event.SNAPSHOT,
-            measure.message,
+            message,
             threshold_base=self.target.threshold_base,
             **snapshot_fields(snapshot, self.target.detail, self._cmdline()),
         )
 
-    def sample(self, measure: Measure, last: Optional[Snapshot]) -> None:
+    def sample(self, message: str, percent: float, last: Optional[Snapshot]) -> None:
         """A few hundred bytes: the figures against every base, and the last snapshot's counts."""
         fields: dict[str, Any] = {
             "threshold_base": self.target.threshold_base,
-            "usage_percent": round(measure.percent, 2),
+            "usage_percent": round(percent, 2),
         }
         if last is not None:
             if last.memory is not None:
@@ -234,10 +233,10 @@ class ProcessRecords:
                 "connections": None if last.connections is None else len(last.connections),
                 "age_ms": round((time.time() - last.taken_at) * 1000),
             }
-        self._write(Event.SAMPLE, measure.message, **fields)
+        self._write(Event.SAMPLE, message, **fields)
 
-    def back_below(self, measure: Measure) -> None:
-        self._write(Event.BACK_BELOW, measure.message, usage_percent=round(measure.percent, 2))
+    def back_below(self, message: str, percent: float) -> None:
+        self._write(Event.BACK_BELOW, message, usage_percent=round(percent, 2))
 
     def count_reached(self) -> None:
         target = self.target

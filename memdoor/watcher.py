@@ -123,7 +123,7 @@ class ProcessWatcher:
         else:
             if self.pid in self.state.above:
                 self.state.above.discard(self.pid)
-                self.records.back_below(measure)
+                self.records.back_below(measure.message, measure.percent)
             if self.evidence.stale(ratio, measure.kb):
                 await self._snapshot(measure.kb)
         return self.next_delay(ratio)
@@ -161,9 +161,9 @@ class ProcessWatcher:
         if snapshot is not None and (crossed or self.evidence.full_due(snapshot)):
             self.evidence.last_full = snapshot
             self.state.snapshots_emitted += 1
-            self.records.full_snapshot(crossed, snapshot, measure)
+            self.records.full_snapshot(crossed, snapshot, measure.message)
         else:
-            self.records.sample(measure, self.evidence.last)
+            self.records.sample(measure.message, measure.percent, self.evidence.last)
         if self.state.count_reached:
             self.records.count_reached()
 

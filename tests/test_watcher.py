@@ -26,7 +26,6 @@ from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import monotonic_usec
 from memdoor.watch.context import Services, TargetState
-from memdoor.watch.measure import Measure
 from memdoor.watcher import ProcessWatcher
 from tests.record_schema import validate_record
 
@@ -330,7 +329,7 @@ def test_summary_records_stay_under_16_kib_even_for_oom_killed(spawn_workload) -
     watcher.records.target_found(None, [], [])
     asyncio.run(watcher._snapshot(0, force=True))
     assert watcher.evidence.last is not None
-    watcher.records.full_snapshot(True, watcher.evidence.last, Measure(1.5, "crossed", 0, "system"))
+    watcher.records.full_snapshot(True, watcher.evidence.last, "crossed")
     plant_kill(
         state,
         workload.pid,
