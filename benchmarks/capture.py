@@ -50,15 +50,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Callable, Optional
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import pytest  # noqa: E402  (tests/memcg.py skips through pytest when it cannot run)
-
-from memdoor import __version__  # noqa: E402
-from memdoor.config import DaemonConfig  # noqa: E402
-from tests.daemon.harness import DaemonProcess, write_config  # noqa: E402
-from tests.memcg import MIB, live_memory_cgroup  # noqa: E402
+from memdoor import __version__
+from memdoor.config import DaemonConfig
+from memdoor.lab.daemon_process import DaemonProcess, NotSeenInTime, write_config
+from memdoor.lab.memory_cgroup import live_memory_cgroup
+from memdoor.lab.unavailable import LabUnavailable
+from memdoor.lab.workload import MIB
 
 Record = dict[str, Any]
 # How one trial gets a daemon watching the hog's pid: a context that yields it.
@@ -148,10 +145,10 @@ def target_config(locator: str) -> str:
 def wait_record(
     daemon: DaemonProcess, predicate: Callable[[Record], bool], timeout: float
 ) -> Optional[Record]:
-    """The harness's wait, None instead of a test failure; a daemon that died is an error."""
+    """DaemonProcess.wait_record, None when nothing came in time; a daemon that died is an error."""
     try:
         return daemon.wait_record(predicate, timeout)
-    except AssertionError:
+    except NotSeenInTime:
         if daemon.proc.poll() is not None:
             daemon.stop()
             raise BenchmarkError(
@@ -395,8 +392,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         details = None if args.details is None else stack.enter_context(args.details.open("w"))
         try:
             trials_by_rate = run(args, details)
-        except pytest.skip.Exception as exc:
-            print(f"cannot run here: {exc.msg}", file=sys.stderr)
+        except LabUnavailable as exc:
+            print(f"cannot run here: {exc}", file=sys.stderr)
             return 1
         except BenchmarkError as exc:
             print(f"benchmark failed: {exc}", file=sys.stderr)

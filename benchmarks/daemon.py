@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from memdoor.lab.python_child import IMPORT_ROOT, module_command
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,9 +56,9 @@ def main() -> int:
                 )
             )
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "memdoor", "run", "--config", str(config)],
+                module_command("memdoor", "run", "--config", str(config)),
                 stdout=subprocess.PIPE,
-                cwd=REPO,
+                cwd=IMPORT_ROOT,
                 text=True,
             )
             assert daemon.stdout is not None

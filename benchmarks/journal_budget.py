@@ -2,9 +2,9 @@
 
 The issue's budget is 50 MB of journal per target per day with the default
 settings. The only honest measure is journald's own files, after its
-compression and deduplication, so this runs a REAL systemd-journald (the test
-suite's private one, tests/journald.py), the real daemon sending native entries
-to it, and one target held above its threshold: a tests/workload.py process
+compression and deduplication, so this runs a REAL systemd-journald (a private
+one, memdoor/lab/private_journald.py), the real daemon sending native entries
+to it, and one target held above its threshold: a memdoor/lab/workload.py process
 with many mappings (so a detail = "full" snapshot is as big as it gets) and
 enough touched memory to sit above threshold 1%.
 
@@ -53,11 +53,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.journald import RealJournald, running_journald  # noqa: E402
-from tests.workload import Workload, start_workload  # noqa: E402
+from memdoor.lab.private_journald import RealJournald, running_journald
+from memdoor.lab.python_child import IMPORT_ROOT, module_command
+from memdoor.lab.workload_parent import Workload, start_workload
 
 DAY = 86400
 # The defaults this measures against (etc/memdoor/example.toml).
@@ -145,9 +143,9 @@ def wait_for_event(path: Path, event: str, daemon: subprocess.Popen[str], timeou
 def running_daemon(config: Path, stdout_path: Path) -> Iterator[subprocess.Popen[str]]:
     with open(stdout_path, "w", encoding="utf-8") as stdout:
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "memdoor", "run", "--config", str(config)],
+            module_command("memdoor", "run", "--config", str(config)),
             stdout=stdout,
-            cwd=REPO,
+            cwd=IMPORT_ROOT,
             text=True,
         )
     try:

@@ -1,7 +1,7 @@
 """How much a snapshot costs: one full snapshot and one below-threshold poll.
 
 Builds a target with 20,000 mappings and 2,000 loopback TCP connections (the
-test workload), then prints CPU milliseconds (median of several) for a full
+lab workload), then prints CPU milliseconds (median of several) for a full
 snapshot and for the per-tick poll, and the collector's peak RSS.
 
     python benchmarks/snapshot.py [--runs 7] [--mappings 20000] [--connections 2000]
@@ -10,22 +10,17 @@ snapshot and for the per-tick poll, and the collector's peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from memdoor.collect.identity import read_stat  # noqa: E402
-from memdoor.collect.memory import read_rss_kb  # noqa: E402
-from memdoor.snapshot import take_snapshot  # noqa: E402
-from memdoor.system_memory import MemTotal  # noqa: E402
+from memdoor.collect.identity import read_stat
+from memdoor.collect.memory import read_rss_kb
+from memdoor.lab.workload_parent import start_workload
+from memdoor.snapshot import take_snapshot
+from memdoor.system_memory import MemTotal
 
 
 def cpu_ms(action: Callable[[], object], repeat: int = 1) -> float:
@@ -41,25 +36,11 @@ def main() -> int:
     parser.add_argument("--mappings", type=int, default=20000)
     parser.add_argument("--connections", type=int, default=2000)
     args = parser.parse_args()
-    workload = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "workload.py"),
-            "--touch-mb",
-            "300",
-            "--mappings",
-            str(args.mappings),
-            "--tcp-pairs",
-            str(args.connections // 2),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    workload = start_workload(
+        "--touch-mb", 300, "--mappings", args.mappings, "--tcp-pairs", args.connections // 2
     )
     try:
-        assert workload.stdout is not None
-        info = json.loads(workload.stdout.readline())
-        pid = info["pid"]
+        pid = workload.pid
         start_ticks = read_stat(pid).start_ticks  # type: ignore[union-attr]
         snapshot = take_snapshot(pid, expected_start_ticks=start_ticks)
         mem_total = MemTotal()
@@ -91,8 +72,7 @@ def main() -> int:
         print(f"collector peak RSS:   {peak_kb / 1024:.1f} MiB")
         print(f"problems: {[p.to_dict() for p in snapshot.problems] or 'none'}")
     finally:
-        workload.terminate()
-        workload.wait(30)
+        workload.stop()
     return 0
 
 

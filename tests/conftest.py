@@ -1,14 +1,40 @@
-"""Fixtures that tests across the whole suite need."""
+"""Fixtures and hooks that tests across the whole suite need."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Optional, Union
 
 import pytest
 
-from tests.workload import SpawnWorkload, Workload, WorkloadStartError, start_workload
+from memdoor.lab.unavailable import LabUnavailable
+from memdoor.lab.workload_parent import Workload, WorkloadStartError, start_workload
+from tests.workload_fixture import SpawnWorkload
+
+
+@contextlib.contextmanager
+def _unavailable_skips() -> Iterator[None]:
+    try:
+        yield
+    except LabUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+# memdoor.lab knows nothing of pytest: a rig this host cannot run (a memory
+# cgroup without root, a private journald without its tools) raises
+# LabUnavailable, in a fixture or in the test itself, and the test is skipped
+# with the rig's reason.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with _unavailable_skips():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _unavailable_skips():
+        return (yield)
 
 
 @pytest.fixture

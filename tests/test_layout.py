@@ -53,8 +53,10 @@ def modules() -> list[Path]:
 
 def rank(module_path: str, order: list[str]) -> Optional[int]:
     for index, entry in enumerate(order):
-        if module_path == entry or module_path.startswith(entry + "/") or (
-            module_path == entry.removesuffix(".py")
+        if (
+            module_path == entry
+            or module_path.startswith(entry + "/")
+            or (module_path == entry.removesuffix(".py"))
         ):
             return index
     return None

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.harness import DaemonProcess, write_config
-from tests.memcg import MIB, live_memory_cgroup
+from memdoor.lab.daemon_process import DaemonProcess, write_config
+from memdoor.lab.memory_cgroup import live_memory_cgroup
+from memdoor.lab.workload import MIB
 from tests.record_schema import validate_record
 
 LIMIT_MB = 256

@@ -16,12 +16,13 @@ import pytest
 
 from memdoor.collect.cgroup import find_cgroup_mounts
 from memdoor.collect.reading import Unreadable
+from memdoor.lab.memory_cgroup import LiveCgroup, live_memory_cgroup
+from memdoor.lab.workload import MIB
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.pressure import PressureHub, Subscription, Wake
 from memdoor.system_memory import MemTotal
 from memdoor.watch.context import Services
 from memdoor.watcher import ProcessWatcher
-from tests.memcg import MIB, LiveCgroup, live_memory_cgroup
 from tests.test_watcher import identity_of, make_state
 
 # Generous: the kernel signals within microseconds of the crossing; this only

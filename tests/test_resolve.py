@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memdoor.resolve import processes_running, read_pidfile, resolve
-from tests.workload import SpawnWorkload
+from tests.workload_fixture import SpawnWorkload
 
 
 def pidfile(tmp_path: Path, content: str) -> str:

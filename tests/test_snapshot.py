@@ -19,6 +19,7 @@ from memdoor.collect.cgroup import find_cgroup_mounts, memory_cgroup_of
 from memdoor.collect.identity import read_stat
 from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor
+from memdoor.lab.workload_parent import Workload
 from memdoor.procfs.stat import ProcStat
 from memdoor.render.snapshot_dict import snapshot_dict
 from memdoor.snapshot import Snapshot, take_snapshot
@@ -35,7 +36,7 @@ from tests.collect.trees import (
 )
 from tests.collect.zombie import killed_while_large, zombie
 from tests.ss import kernel_state, needs_ss, ss_connections
-from tests.workload import SpawnWorkload, Workload
+from tests.workload_fixture import SpawnWorkload
 
 MIB_KB = 1024
 FIXTURE_SOCKETS = 12

@@ -18,19 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from memdoor.lab.workload import MIB, SocketInfo, parse_args
+from memdoor.lab.workload_parent import WorkloadStartError, start_workload
 from memdoor.procfs.errors import ParseError
 from tests.ss import Endpoint, kernel_state, needs_ss, parse_ss_line, ss_connections, ss_sockets
-from tests.workload import (
-    SocketInfo,
-    SpawnWorkload,
-    WorkloadStartError,
-    parse_args,
-    start_workload,
-)
+from tests.workload_fixture import SpawnWorkload
 
-MIB = 1 << 20
-
-# The workload's state names (see tests/workload.py) as ss prints them.
+# The workload's state names (see memdoor/lab/workload.py) as ss prints them.
 WORKLOAD_TO_SS_STATE = {"LISTEN": "LISTEN", "ESTABLISHED": "ESTAB", "UNCONN": "UNCONN"}
 
 # include/net/tcp_states.h, which /proc/net/{tcp,udp}* print in hex.

@@ -21,8 +21,9 @@ from memdoor.cli.parsers import build_seed_parser
 from memdoor.cli.seed import EXIT_MISMATCH, SeedWatch
 from memdoor.cli.usage import USAGE
 from memdoor.collect.identity import read_stat
+from memdoor.lab.workload_parent import Workload
 from memdoor.procfs.stat import ProcStat
-from tests.workload import SpawnWorkload, Workload
+from tests.workload_fixture import SpawnWorkload
 
 VERSION_AND_USAGE = f"memdoor version {__version__}\n{USAGE}\n"
 BELOW = "Process memory usage is not equal to or greater than input memory pressure threshold"

@@ -19,8 +19,9 @@ from memdoor.collect.cgroup import (
     read_usage_bytes,
 )
 from memdoor.collect.reading import Unreadable
+from memdoor.lab.memory_cgroup import live_memory_cgroup
+from memdoor.lab.workload import MIB
 from memdoor.procfs.cgroup import CgroupMount
-from tests.memcg import MIB, live_memory_cgroup
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cgroup"
 GIB = 1024 * MIB

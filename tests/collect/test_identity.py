@@ -17,7 +17,7 @@ from memdoor.collect.identity import (
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.stat import ProcStat
 from tests.collect.trees import COMPLETE, MISSING, MODERN, PARENT
-from tests.workload import SpawnWorkload
+from tests.workload_fixture import SpawnWorkload
 
 BTIME = 1795547672
 

@@ -9,7 +9,7 @@ import pytest
 from memdoor.collect.liveness import Verdict, check_process, exe_matches
 from tests.collect.trees import COMPLETE, MISSING, MODERN, deny
 from tests.collect.zombie import killed_while_frozen, killed_while_large, zombie
-from tests.workload import SpawnWorkload
+from tests.workload_fixture import SpawnWorkload
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from memdoor.procfs.smaps import MemoryRollup
 from memdoor.procfs.status import ProcStatus
 from memdoor.vocabulary import percent_of
 from tests.collect.trees import COMPLETE, MALFORMED_STATUS, MISSING, MODERN, OLD_KERNEL, deny
-from tests.workload import SpawnWorkload
+from tests.workload_fixture import SpawnWorkload
 
 MEMINFO = MemInfo(total_kb=24683656, available_kb=24395196)
 

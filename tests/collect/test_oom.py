@@ -5,7 +5,7 @@ from pathlib import Path
 from memdoor.collect.oom import OomScores, read_oom_scores
 from memdoor.collect.reading import Unreadable
 from tests.collect.trees import COMPLETE, MISSING, MODERN
-from tests.workload import SpawnWorkload
+from tests.workload_fixture import SpawnWorkload
 
 
 def test_recorded_scores() -> None:

@@ -8,7 +8,7 @@ from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import MAX_DEPTH, Ancestor, read_ancestry
 from memdoor.procfs.stat import ProcStat
 from tests.collect.trees import MODERN, PARENT
-from tests.workload import SpawnWorkload
+from tests.workload_fixture import SpawnWorkload
 
 
 def write_stat(proc: Path, pid: int, name: str, ppid: int) -> None:

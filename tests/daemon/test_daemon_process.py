@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from memdoor.lab.daemon_process import DaemonProcess, NotifySocket, write_config
 from memdoor.sinks.journal_protocol import decode_entry
-from tests.daemon.harness import DaemonProcess, NotifySocket, write_config
 from tests.record_schema import validate_record
 
 

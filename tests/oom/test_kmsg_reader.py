@@ -15,9 +15,10 @@ import pytest
 
 import memdoor
 from memdoor.collect.reading import Unreadable
+from memdoor.lab.memory_cgroup import live_memory_cgroup
+from memdoor.lab.workload import MIB
 from memdoor.oom.kmsg_reader import KmsgReader
 from memdoor.procfs.kmsg import KmsgRecord, OomKillReport, merge_oom_reports, parse_oom_kill
-from tests.memcg import MIB, live_memory_cgroup
 
 LOG_USER = 1
 NOBODY = 65534

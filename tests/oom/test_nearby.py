@@ -17,8 +17,9 @@ import pytest
 from memdoor.collect.cgroup import MemoryCgroup, find_cgroup_mounts, memory_cgroup_of
 from memdoor.collect.identity import read_stat
 from memdoor.collect.reading import Unreadable
+from memdoor.lab.memory_cgroup import live_memory_cgroup
+from memdoor.lab.workload import MIB
 from memdoor.oom.nearby import NearbyKills, NeighbourKillCounter, WatchedCgroup, WatchedProcess
-from tests.memcg import MIB, live_memory_cgroup
 
 
 def set_oom_kills(directory: Path, count: int) -> None:

@@ -4,7 +4,7 @@ journalctl -x reads the compiled catalog from /var/lib/systemd/catalog/database,
 and the host's must not change. So the test compiles the catalog into a
 temporary root with `journalctl --root=DIR --update-catalog` and bind-mounts
 that root's catalog directory over /var/lib/systemd/catalog inside the private
-journald's mount namespace (tests/journald.py), where journalctl runs: the
+journald's mount namespace (memdoor/lab/private_journald.py), where journalctl runs: the
 namespace is private, so the host never sees the mount, and it goes away with
 the namespace.
 """
@@ -22,7 +22,7 @@ from typing import Optional
 import pytest
 
 from memdoor.events import EVENTS
-from tests.journald import RealJournald, running_journald
+from memdoor.lab.private_journald import RealJournald, running_journald
 from tests.shipping.real_records import Watch, record_oom_kill
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
+from memdoor.lab.private_journald import RealJournald, running_journald
 from memdoor.records import build_logger
 from memdoor.render.bounded import snapshot_fields
 from memdoor.sinks.journal_fields import journal_fields
 from memdoor.sinks.journald import JournaldSender
 from memdoor.snapshot import take_snapshot
-from tests.journald import RealJournald, running_journald
 from tests.packaging.alloy_syntax import AlloySyntaxError, Block, Reference, parse_alloy
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from memdoor.lab.daemon_process import DaemonProcess, write_config
+from memdoor.lab.memory_cgroup import live_memory_cgroup
+from memdoor.lab.workload import MIB
+from memdoor.lab.workload_parent import start_workload
 from memdoor.system_memory import MemTotal
-from tests.daemon.harness import DaemonProcess, write_config
-from tests.memcg import MIB, live_memory_cgroup
-from tests.workload import start_workload
 
 HOG_LIMIT_MB = 256
 

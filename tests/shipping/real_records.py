@@ -3,9 +3,10 @@
 The shipping, fleet and catalog tests all need the same evidence an operator
 would ship: small records (start, found, samples) and, the ones that matter,
 the threshold_crossed snapshot and the oom_killed record that carries the last
-snapshot. Everything here is produced for real: tests/workload.py grows in a
-memory cgroup the test creates (tests/memcg.py) until the kernel kills it,
-and the daemon sends native entries to the journald whose socket it is given.
+snapshot. Everything here is produced for real: the lab workload
+(memdoor/lab/workload.py) grows in a memory cgroup the test creates
+(memdoor/lab/memory_cgroup.py) until the kernel kills it, and the daemon
+sends native entries to the journald whose socket it is given.
 
 A target with detail = "full" on a workload with many mappings makes the
 multi-megabyte records; several targets may watch the same process through
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.daemon.harness import DaemonProcess, write_config
-from tests.memcg import MIB, live_memory_cgroup
+from memdoor.lab.daemon_process import DaemonProcess, write_config
+from memdoor.lab.memory_cgroup import live_memory_cgroup
+from memdoor.lab.workload import MIB
 
 LIMIT_MB = 256
 # Full snapshots of the workload's mappings are several MB of JSON.

@@ -2,7 +2,7 @@
 
 Shippers read the journal through sd-journal, which finds journal files at the
 paths compiled into libsystemd (/run/log/journal, /var/log/journal). Started
-inside the private journald's mount namespace (tests/journald.py) they read
+inside the private journald's mount namespace (memdoor/lab/private_journald.py) they read
 that journald's files and nothing of the host's, with their configuration,
 state and output under the test's tmp_path.
 """
@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from tests.journald import RealJournald
+from memdoor.lab.private_journald import RealJournald
 
 # Where every recipe in packaging/shipping writes; tests put a tmp_path file there instead.
 RECIPE_OUTPUT = "/var/log/memdoor/records.jsonl"

@@ -1,6 +1,6 @@
 """The fleet path with systemd's own tools: hosts upload their journals to one collector.
 
-Each "host" is a private journald (tests/journald.py) started in a UTS
+Each "host" is a private journald (memdoor/lab/private_journald.py) started in a UTS
 namespace of its own, so its entries carry their own _HOSTNAME, plus a network
 namespace joined to the collector's by a veth pair on a bridge. Each host runs
 the real daemon against a real OOM kill in a memory cgroup, then
@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from tests.journald import RealJournald, running_journald
+from memdoor.lab.private_journald import RealJournald, running_journald
 from tests.shipping.real_records import MANY_MAPPINGS, Watch, record_oom_kill
 from tests.shipping.shippers import stop
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.journald import RealJournald, running_journald
+from memdoor.lab.private_journald import RealJournald, running_journald
 from tests.shipping.real_records import MANY_MAPPINGS, Watch, record_idle_run, record_oom_kill
 from tests.shipping.shippers import (
     recipe_for_test,

@@ -18,9 +18,9 @@ from typing import Any, Optional
 
 import pytest
 
+from memdoor.lab.private_journald import RealJournald, running_journald
 from memdoor.sinks.journal_protocol import decode_entry
 from memdoor.sinks.journald import JournaldSender, SendCounts, SendOutcome
-from tests.journald import RealJournald, running_journald
 
 ALL_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
 SIX_MB = 6 * 1000 * 1000

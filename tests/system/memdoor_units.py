@@ -16,7 +16,8 @@ from tests.system.container import Container, field_text, poll_until
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 INSTALL = CHECKOUT / "packaging" / "install.sh"
-WORKLOAD = CHECKOUT / "tests" / "workload.py"
+# Standard library only, so it runs as a lone file under the container's own python3.
+WORKLOAD = CHECKOUT / "memdoor" / "lab" / "workload.py"
 # Scripts the tests put inside the container; readable by every user.
 HELPERS = "/usr/local/lib/memdoor-test"
 WORKLOAD_IN_CONTAINER = f"{HELPERS}/workload.py"
@@ -25,7 +26,7 @@ WORKLOAD_IN_CONTAINER = f"{HELPERS}/workload.py"
 # capability set: CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19) and CAP_SYSLOG (34).
 UNIT_CAPABILITIES = f"{(1 << 2) | (1 << 19) | (1 << 34):016x}"
 
-# tests/workload.py holds its state until stdin reaches EOF, and a unit's stdin is
+# The lab workload holds its state until stdin reaches EOF, and a unit's stdin is
 # /dev/null. This keeps a pipe's write end open across the exec, so stdin never ends and
 # the workload is the unit's main process (same pid) until systemd stops it. No `$`:
 # systemd would expand it in ExecStart= arguments.
@@ -55,7 +56,7 @@ def start_as_nobody(
 def start_workload(
     container: Container, unit: str, args: list[str], properties: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """tests/workload.py as `nobody` in its own unit; returns its ready line (pid, sockets,
+    """The lab workload as `nobody` in its own unit; returns its ready line (pid, sockets,
     mappings), which it prints to stdout, i.e. to the unit's journal, once its state exists."""
     container.copy_in(WORKLOAD, WORKLOAD_IN_CONTAINER)
     argv = ["/usr/bin/python3", "-c", _STDIN_KEEPER, WORKLOAD_IN_CONTAINER, *args]

@@ -1,6 +1,10 @@
-"""A real child memory cgroup for tests that need the kernel to enforce a limit.
+"""A temporary memory cgroup (v1 or v2) whose limit the kernel enforces, always removed.
 
-The cgroup is a child of this test process's own memory cgroup, so nothing is
+An OOM kill that memdoor must catch needs a real limit: the tests and the
+capture benchmark make their kills in one of these, and ``memdoor demo`` is
+meant to, so the host's own memory is never at stake.
+
+The cgroup is a child of this process's own memory cgroup, so nothing is
 left at the root of the host's hierarchy, and the processes started in it are
 owned by the cgroup object: they are killed and reaped before the directory is
 removed (rmdir fails with EBUSY while any process, even a zombie, is in it).
@@ -17,13 +21,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Union
 
-import pytest
-
 from memdoor.collect.cgroup import MemoryCgroup, find_cgroup_mounts, memory_cgroup_of
 from memdoor.collect.reading import Unreadable
-from tests.workload import Workload, start_workload
-
-MIB = 1 << 20
+from memdoor.lab.unavailable import LabUnavailable
+from memdoor.lab.workload_parent import Workload, start_workload
 
 _LIMIT_FILE = {1: "memory.limit_in_bytes", 2: "memory.max"}
 # Without these, a host with swap would swap the process out instead of killing it.
@@ -57,7 +58,7 @@ class LiveCgroup:
                 handle.write(str(limit_bytes) if self.version == 1 else "0")
 
     def spawn(self, *args: Union[str, int]) -> Workload:
-        """A tests/workload.py process that joins the cgroup before exec, so all its pages count."""
+        """A lab workload that joins the cgroup before exec, so all its pages count."""
         workload = start_workload(*args, cgroup=self.directory)
         self.workloads.append(workload)
         return workload
@@ -85,21 +86,25 @@ class LiveCgroup:
 
 @contextlib.contextmanager
 def live_memory_cgroup(limit_bytes: int) -> Iterator[LiveCgroup]:
-    """A fresh child of our own memory cgroup with limit_bytes as its limit."""
+    """A fresh child of our own memory cgroup with limit_bytes as its limit.
+
+    Raises LabUnavailable when this host cannot give us one (not root, no memory
+    controller for our children); the cgroup is removed however the block ends.
+    """
     if os.geteuid() != 0:
-        pytest.skip("creating a memory cgroup needs root")
+        raise LabUnavailable("creating a memory cgroup needs root")
     layout = find_cgroup_mounts()
     if isinstance(layout, Unreadable):
-        pytest.skip(f"cgroup mounts unreadable: {layout.detail}")
+        raise LabUnavailable(f"cgroup mounts unreadable: {layout.detail}")
     own = memory_cgroup_of(os.getpid(), layout)
     if isinstance(own, Unreadable):
-        pytest.skip(f"no memory cgroup of our own: {own.what}: {own.detail}")
-    directory = os.path.join(own.directory, f"memdoor-test-{uuid.uuid4().hex[:12]}")
+        raise LabUnavailable(f"no memory cgroup of our own: {own.what}: {own.detail}")
+    directory = os.path.join(own.directory, f"memdoor-lab-{uuid.uuid4().hex[:12]}")
     os.mkdir(directory)
     cgroup = LiveCgroup(own, directory)
     try:
         if not os.path.exists(os.path.join(directory, _LIMIT_FILE[own.version])):
-            pytest.skip(
+            raise LabUnavailable(
                 f"children of {own.directory} get no memory controller (cgroup v2 needs "
                 "'+memory' in cgroup.subtree_control, impossible while processes live there)"
             )

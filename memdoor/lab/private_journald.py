@@ -1,17 +1,22 @@
-"""A real systemd-journald for tests, with no systemd as PID 1 and nothing touched on the host.
+"""A real systemd-journald of our own, with no systemd as PID 1 and nothing touched on the host.
+
+What memdoor sends to journald is judged by journald itself: the tests check
+the entries and the shipping recipes against it, and the journal budget
+benchmark measures the bytes journald really writes, so both need one they can
+start, fill and throw away without the test suite or the host's journal.
 
 journald is started in a private mount namespace where a temporary directory is
 bind-mounted over /run (and another over /var/log/journal, when the host has
-one), so its sockets and journal files all land under the test's tmp_path. The
-test process stays outside: it reaches the native socket through the host-side
-path of that directory, and runs journalctl and systemd-cat inside the
-namespace with nsenter, where the paths they have compiled in lead to this
+one), so its sockets and journal files all land under the caller's directory.
+The calling process stays outside: it reaches the native socket through the
+host-side path of that directory, and runs journalctl and systemd-cat inside
+the namespace with nsenter, where the paths they have compiled in lead to this
 journald.
 
 A drop-in in the private /run keeps journald from reaching the host: no
 kernel-log import, no wall messages, no forwarding, and no change to the
 kernel's audit setting (journald's default is to switch auditing off). Its own
-log goes to journald.log in tmp_path, which readiness errors quote.
+log goes to journald.log in the caller's directory, which readiness errors quote.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from memdoor.lab.unavailable import LabUnavailable
 
 JOURNALD = "/lib/systemd/systemd-journald"
 _TOOLS = ("unshare", "nsenter", "mount", "sh", "journalctl", "systemd-cat")
@@ -37,7 +42,7 @@ _STOP_TIMEOUT = 20.0
 _COMMAND_TIMEOUT = 120.0
 
 # Sorted after any host drop-in, so these settings win.
-_DROP_IN_NAME = "zz-memdoor-test.conf"
+_DROP_IN_NAME = "zz-memdoor-lab.conf"
 _DROP_IN = """\
 [Journal]
 Storage=volatile
@@ -113,14 +118,14 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def _skip_unless_runnable() -> None:
+def _check_runnable() -> None:
     if os.geteuid() != 0:
-        pytest.skip("a private journald needs root (mount namespace, bind mounts)")
+        raise LabUnavailable("a private journald needs root (mount namespace, bind mounts)")
     if not os.access(JOURNALD, os.X_OK):
-        pytest.skip(f"{JOURNALD} is missing (Debian package: systemd)")
+        raise LabUnavailable(f"{JOURNALD} is missing (Debian package: systemd)")
     missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"missing tools for a private journald: {', '.join(missing)}")
+        raise LabUnavailable(f"missing tools for a private journald: {', '.join(missing)}")
 
 
 def _processes_in(namespace: os.stat_result) -> list[int]:
@@ -138,9 +143,9 @@ def _processes_in(namespace: os.stat_result) -> list[int]:
 
 
 def _empty_namespace(namespace_fd: int) -> None:
-    """Kill what a test left running in the namespace, so its mounts go away with it.
+    """Kill what the caller left running in the namespace, so its mounts go away with it.
 
-    Only the test can have started processes in there (through nsenter). The
+    Only the caller can have started processes in there (through nsenter). The
     caller holds the namespace open, so its inode cannot be reused by another
     namespace while we compare against it.
     """
@@ -190,17 +195,17 @@ def _wait_until_ready(process: subprocess.Popen[bytes], run_dir: Path, log_path:
 
 
 @contextlib.contextmanager
-def running_journald(tmp_path: Path) -> Iterator[RealJournald]:
-    """Run a private journald under tmp_path for the duration of the block.
+def running_journald(directory: Path) -> Iterator[RealJournald]:
+    """Run a private journald, every file of it under directory, for the duration of the block.
 
-    Skips the test when not root or when journald or a needed tool is missing.
-    tmp_path must be short enough for the host-side socket path to fit in a
-    unix socket address.
+    Raises LabUnavailable when not root or when journald or a needed tool is
+    missing. directory must be short enough for the host-side socket path to
+    fit in a unix socket address.
     """
-    _skip_unless_runnable()
-    run_dir = tmp_path / "run"
-    var_journal = tmp_path / "var-log-journal"
-    log_path = tmp_path / "journald.log"
+    _check_runnable()
+    run_dir = directory / "run"
+    var_journal = directory / "var-log-journal"
+    log_path = directory / "journald.log"
     socket_path = str(run_dir / "systemd" / "journal" / "socket")
     if len(os.fsencode(socket_path)) > _MAX_SOCKET_PATH:
         raise ValueError(f"socket path too long for AF_UNIX, use a shorter tmp dir: {socket_path}")

@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
-"""A real process for memdoor's tests and benchmarks to watch.
+"""A real process for memdoor to watch: known memory, mappings and sockets, grown on cue.
 
 memdoor reads other processes' /proc files, so its tests need a process whose
 memory, mappings and sockets are known in advance and really exist in the
-kernel. This script builds that state, announces it with one JSON line on
-stdout, then holds still until told to go (stdin closed, SIGTERM or SIGINT),
-and exits 0. It never forks, so it cannot leave children behind.
+kernel; the benchmarks need one that grows at a chosen rate until the OOM
+killer ends it, and ``memdoor demo`` is meant to show such a kill. This script
+builds that state, announces it with one JSON line on stdout, then holds still
+until told to go (stdin closed, SIGTERM or SIGINT), and exits 0. It never
+forks, so it cannot leave children behind.
 
 Growth after ready can wait for a line on stdin (``--grow-after-stdin-line``),
 so a parent can first get a watcher attached to the pid and then say when the
 allocation starts: the time from that line to the OOM kill is then the
 allocator's alone, not the interpreter's start-up.
 
-Run as ``python tests/workload.py [options]`` (stdlib only, Python 3.9+). The
-parent side — start, wait for the ready line, stop and reap — is
-:func:`start_workload`, importable by tests and benchmarks alike.
+Run as ``python -m memdoor.lab.workload [options]``. It uses the standard
+library only (Python 3.9+), so this one file also runs on its own where memdoor
+is not importable (the system tests copy it into their containers). The parent
+side (start, wait for the ready line, stop and reap) is
+:func:`memdoor.lab.workload_parent.start_workload`.
 
 The ready line::
 
@@ -26,7 +30,7 @@ The ready line::
 "remote": same form or null, "state": "LISTEN"|"ESTABLISHED"|"UNCONN",
 "inode": N}``. The states are the ones the task agreed on: LISTEN and
 ESTABLISHED as /proc/net names them (ss says ESTAB), UNCONN as ss names an
-unconnected UDP socket (/proc/net says CLOSE, state 07); tests/ss.py maps
+unconnected UDP socket (/proc/net says CLOSE, state 07); the tests' ss helpers map
 between the two. ``mappings`` is the number of lines in /proc/self/maps at
 ready time; ``touched_mb`` is what ``--touch-mb`` made resident.
 """
@@ -36,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import functools
 import json
 import mmap
 import os
@@ -44,18 +47,14 @@ import resource
 import select
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
-from typing import IO, Optional, Protocol, TypedDict, Union
+from typing import Optional, TypedDict
 
 MIB = 1 << 20
 PAGE = mmap.PAGESIZE
-SCRIPT = Path(__file__).resolve()
 
 # Private, not mmap's default MAP_SHARED: a shared anonymous mapping is shmem,
 # counted in RssShmem rather than RssAnon, and memdoor's figures would tell a
@@ -293,7 +292,7 @@ def hold(stdin_fd: int, growth: Optional[Growth], exit_at: Optional[float]) -> N
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="workload.py",
+        prog="python -m memdoor.lab.workload",
         description="Hold known memory, mappings and sockets until stdin closes or SIGTERM.",
     )
     parser.add_argument(
@@ -406,131 +405,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except _Stop:
         pass
     return 0
-
-
-class WorkloadStartError(RuntimeError):
-    """The workload exited or stayed silent instead of printing its ready line."""
-
-
-class Workload:
-    """A running workload as its parent sees it."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], stderr: IO[bytes], info: ReadyInfo):
-        self.proc = proc
-        self.pid = proc.pid
-        self.info = info
-        self._stderr: Optional[IO[bytes]] = stderr
-        self._stderr_text = ""
-
-    def stderr_text(self) -> str:
-        """What the workload wrote to stderr (a traceback, if it failed)."""
-        if self._stderr is not None:
-            self._stderr.seek(0)
-            self._stderr_text = self._stderr.read().decode(errors="replace")
-        return self._stderr_text
-
-    def stop(self, grace: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps. Idempotent.
-
-        Returns the exit status as Popen reports it: 0 for a clean exit,
-        -signal if a signal ended it.
-        """
-        try:
-            return _end_process(self.proc, grace)
-        finally:
-            self.stderr_text()
-            if self._stderr is not None:
-                self._stderr.close()
-                self._stderr = None
-
-
-class SpawnWorkload(Protocol):
-    """The ``spawn_workload`` fixture (tests/conftest.py): start_workload, stopped at teardown."""
-
-    def __call__(self, *args: Union[str, int, float], cgroup: Optional[str] = None) -> Workload: ...
-
-
-def _end_process(proc: subprocess.Popen[bytes], grace: float) -> int:
-    try:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                return proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        return proc.wait(grace)
-    finally:
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
-
-
-def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    """Read up to the first newline without ever blocking past ``timeout``."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WorkloadStartError(f"no ready line within {timeout:g} s")
-        readable, _, _ = select.select([fd], [], [], remaining)
-        if readable:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                raise WorkloadStartError("stdout closed before the ready line")
-            data += chunk
-    return data.split(b"\n", 1)[0]
-
-
-def _join_cgroup(cgroup: str) -> None:
-    with open(os.path.join(cgroup, "cgroup.procs"), "w") as procs:
-        procs.write(str(os.getpid()))
-
-
-def start_workload(
-    *args: Union[str, int, float],
-    cgroup: Optional[str] = None,
-    ready_timeout: float = 60.0,
-) -> Workload:
-    """Start the workload with this interpreter and wait for its ready line.
-
-    ``cgroup`` is a cgroup directory the child joins before it execs, so every
-    page it ever touches is charged there (v1 does not move charges made
-    before a move). On failure the child is killed and reaped, and the error
-    carries its exit status and stderr.
-    """
-    argv = [sys.executable, str(SCRIPT), *map(str, args)]
-    # A file, not a pipe: nobody reads stderr while the workload runs, and a
-    # full pipe would block it. The Workload owns it from here on.
-    stderr = tempfile.TemporaryFile(prefix="workload-stderr-")  # noqa: SIM115
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            preexec_fn=None if cgroup is None else functools.partial(_join_cgroup, cgroup),
-        )
-        try:
-            line = _read_ready_line(proc, ready_timeout)
-            info: ReadyInfo = json.loads(line)
-        except (WorkloadStartError, ValueError) as exc:
-            status = _end_process(proc, grace=10.0)
-            stderr.seek(0)
-            raise WorkloadStartError(
-                f"workload {' '.join(argv[2:]) or '(no options)'}: {exc}; "
-                f"exit status {status}; stderr:\n"
-                f"{stderr.read().decode(errors='replace') or '(empty)'}"
-            ) from exc
-        except BaseException:
-            _end_process(proc, grace=10.0)
-            raise
-    except BaseException:
-        stderr.close()
-        raise
-    return Workload(proc, stderr, info)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""Run the real daemon as a subprocess with a notify socket the test owns."""
+"""The real memdoor daemon run as a child, its records read back as they come.
+
+What the daemon catches is only known from what it writes, so the tests, the
+capture benchmark and the demo all run it the way an operator would
+(``memdoor run --config PATH``) and read its stdout; a stand-in for systemd's
+notify socket lets a caller see what it tells the service manager.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,20 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-REPO = Path(__file__).resolve().parents[2]
+from memdoor.lab.python_child import IMPORT_ROOT, module_command
+
+
+class NotSeenInTime(AssertionError):
+    """What a caller waited for (a record, a notify message) did not come in time.
+
+    An AssertionError, so a test that waited fails as any unmet expectation does;
+    a benchmark catches this class and decides for itself.
+    """
 
 
 class NotifySocket:
@@ -55,7 +68,7 @@ class NotifySocket:
             if any(value is None or v == value for _t, v in self.assignments(key)):
                 return
             time.sleep(0.02)
-        raise AssertionError(f"no {key}={value or '*'} within {timeout}s: {self.messages}")
+        raise NotSeenInTime(f"no {key}={value or '*'} within {timeout}s: {self.messages}")
 
     def close(self) -> None:
         self._stop.set()
@@ -81,11 +94,11 @@ class DaemonProcess:
         }
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "memdoor", "run", "--config", str(config)],
+            [*prefix, *module_command("memdoor", "run", "--config", str(config))],
             stdout=stdout,
             stderr=subprocess.PIPE,
             env=full_env,
-            cwd=REPO,
+            cwd=IMPORT_ROOT,
             text=True,
         )
         self.records: list[dict[str, Any]] = []
@@ -113,7 +126,7 @@ class DaemonProcess:
             if self.proc.poll() is not None and self._reader is not None:
                 self._reader.join(1)
             time.sleep(0.02)
-        raise AssertionError(f"no matching record within {timeout}s; got {self.records}")
+        raise NotSeenInTime(f"no matching record within {timeout}s; got {self.records}")
 
     def events(self) -> list[str]:
         return [r["event"] for r in self.records]
