@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, Optional, Protocol
 
 from memdoor.collect.identity import ProcessIdentity
@@ -30,6 +31,7 @@ from memdoor.render.bounded import (
 )
 from memdoor.render.snapshot_dict import cgroup_dict, memory_dict
 from memdoor.snapshot import Snapshot
+from memdoor.vocabulary import MeasuredBase
 
 # An oom_killed record carries the kill (about 700 bytes) and the process
 # (a command line of up to 2 KB) besides the last snapshot.
@@ -196,7 +198,11 @@ class ProcessRecords:
         return process_fields(self.identity, self.target.detail, self._cmdline())
 
     def target_found(
-        self, cgroup_path: Optional[str], wakeups: list[str], problems: list[Unreadable]
+        self,
+        cgroup_path: Optional[str],
+        wakeups: list[str],
+        problems: list[Unreadable],
+        warnings: Sequence[str] = (),
     ) -> None:
         identity = self.identity
         self._write(
@@ -206,21 +212,28 @@ class ProcessRecords:
             cgroup_path=cgroup_path,
             wakeups=wakeups,
             problems=[p.to_dict() for p in problems],
+            warnings=list(warnings),
         )
 
-    def full_snapshot(self, crossed: bool, snapshot: Snapshot, message: str) -> None:
+    def full_snapshot(
+        self, crossed: bool, snapshot: Snapshot, message: str, measured: MeasuredBase
+    ) -> None:
         """threshold_crossed at the crossing, snapshot afterwards."""
         self._write(
             Event.THRESHOLD_CROSSED if crossed else Event.SNAPSHOT,
             message,
             threshold_base=self.target.threshold_base,
+            measured_base=measured,
             **snapshot_fields(snapshot, self.target.detail, self._cmdline()),
         )
 
-    def sample(self, message: str, percent: float, last: Optional[Snapshot]) -> None:
+    def sample(
+        self, message: str, percent: float, measured: MeasuredBase, last: Optional[Snapshot]
+    ) -> None:
         """A few hundred bytes: the figures against every base, and the last snapshot's counts."""
         fields: dict[str, Any] = {
             "threshold_base": self.target.threshold_base,
+            "measured_base": measured,
             "usage_percent": round(percent, 2),
         }
         if last is not None:
@@ -235,8 +248,10 @@ class ProcessRecords:
             }
         self._write(Event.SAMPLE, message, **fields)
 
-    def back_below(self, message: str, percent: float) -> None:
-        self._write(Event.BACK_BELOW, message, usage_percent=round(percent, 2))
+    def back_below(self, message: str, percent: float, measured: MeasuredBase) -> None:
+        self._write(
+            Event.BACK_BELOW, message, usage_percent=round(percent, 2), measured_base=measured
+        )
 
     def count_reached(self) -> None:
         target = self.target

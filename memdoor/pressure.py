@@ -11,6 +11,10 @@ offers notifications, each optional:
   fires when memory.usage_in_bytes crosses a value — exactly the threshold.
 - cgroup v2 memory.events: kernfs signals POLLPRI when a counter changes (high,
   max, oom events); it must be re-read to re-arm.
+- cgroup v1 memory.oom_control: an eventfd that fires when the OOM killer acts
+  in the cgroup.
+- a pidfd (Linux 5.3+): readable once the process has exited, so a watcher
+  hears of its process's death at once rather than at its next tick.
 
 All of them go into one private epoll whose fd the event loop watches, because a
 PSI fd always polls readable and asyncio's add_reader would spin on it
@@ -24,6 +28,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import select
 from dataclasses import dataclass, field
@@ -135,8 +140,11 @@ class PressureHub:
         for fd in source.fds:
             os.close(fd)
 
-    def watch_psi(self, path: str, wake: Wake) -> Union[Subscription, Unreadable]:
-        """A PSI trigger on /proc/pressure/memory or a cgroup2 memory.pressure."""
+    def watch_psi(
+        self, path: str, wake: Wake, kind: str = "psi"
+    ) -> Union[Subscription, Unreadable]:
+        """A PSI trigger on /proc/pressure/memory ("psi") or a cgroup2 memory.pressure
+        (kind "cgroup_psi", so records tell the two apart)."""
 
         def open_trigger() -> _Source:
             fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -145,42 +153,35 @@ class PressureHub:
             except OSError:
                 os.close(fd)
                 raise
-            return _Source("psi", [fd], select.EPOLLPRI, None)
+            return _Source(kind, [fd], select.EPOLLPRI, None)
 
         return self.subscribe(("psi", path, 0), wake, open_trigger)
+
+    def watch_exit(self, pid: int, wake: Wake) -> Union[Subscription, Unreadable]:
+        """A pidfd: one wake when the process exits (one-shot, as it stays readable)."""
+
+        def open_pidfd() -> _Source:
+            if not hasattr(os, "pidfd_open"):
+                raise OSError(errno.ENOSYS, "os.pidfd_open needs Python 3.9 on Linux 5.3+")
+            return _Source("exit", [os.pidfd_open(pid)], select.EPOLLIN | select.EPOLLONESHOT, None)
+
+        return self.subscribe(("exit", f"pidfd of {pid}", pid), wake, open_pidfd)
 
     def watch_v1_usage(
         self, directory: str, threshold_bytes: int, wake: Wake
     ) -> Union[Subscription, Unreadable]:
         """An eventfd that fires when the v1 cgroup's usage crosses threshold_bytes."""
+        return self.subscribe(
+            ("v1", directory, threshold_bytes),
+            wake,
+            lambda: _v1_event(directory, "memory.usage_in_bytes", threshold_bytes),
+        )
 
-        def open_threshold() -> _Source:
-            usage_fd = os.open(
-                os.path.join(directory, "memory.usage_in_bytes"), os.O_RDONLY | os.O_CLOEXEC
-            )
-            try:
-                event_fd = _eventfd()
-            except OSError:
-                os.close(usage_fd)
-                raise
-            try:
-                control = os.open(os.path.join(directory, "cgroup.event_control"), os.O_WRONLY)
-                try:
-                    os.write(control, f"{event_fd} {usage_fd} {threshold_bytes}".encode())
-                finally:
-                    os.close(control)
-            except OSError:
-                os.close(event_fd)
-                os.close(usage_fd)
-                raise
-
-            def drain() -> None:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(event_fd, 8)
-
-            return _Source("cgroup_v1_threshold", [event_fd, usage_fd], select.EPOLLIN, drain)
-
-        return self.subscribe(("v1", directory, threshold_bytes), wake, open_threshold)
+    def watch_v1_oom(self, directory: str, wake: Wake) -> Union[Subscription, Unreadable]:
+        """An eventfd that fires when the OOM killer acts in the v1 cgroup."""
+        return self.subscribe(
+            ("v1-oom", directory, 0), wake, lambda: _v1_event(directory, "memory.oom_control")
+        )
 
     def watch_v2_events(self, directory: str, wake: Wake) -> Union[Subscription, Unreadable]:
         """POLLPRI on memory.events: the cgroup hit memory.high or memory.max."""
@@ -197,3 +198,32 @@ class PressureHub:
             return _Source("cgroup_v2_events", [fd], select.EPOLLPRI, rearm)
 
         return self.subscribe(("v2", path, 0), wake, open_events)
+
+
+def _v1_event(directory: str, watched: str, argument: Optional[int] = None) -> _Source:
+    """A cgroup v1 event: an eventfd registered through cgroup.event_control on a
+    file of the cgroup (with a threshold for memory.usage_in_bytes)."""
+    watched_fd = os.open(os.path.join(directory, watched), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        event_fd = _eventfd()
+    except OSError:
+        os.close(watched_fd)
+        raise
+    line = f"{event_fd} {watched_fd}" + ("" if argument is None else f" {argument}")
+    try:
+        control = os.open(os.path.join(directory, "cgroup.event_control"), os.O_WRONLY)
+        try:
+            os.write(control, line.encode())
+        finally:
+            os.close(control)
+    except OSError:
+        os.close(event_fd)
+        os.close(watched_fd)
+        raise
+
+    def drain() -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(event_fd, 8)
+
+    kind = "cgroup_v1_threshold" if argument is not None else "cgroup_v1_oom"
+    return _Source(kind, [event_fd, watched_fd], select.EPOLLIN, drain)

@@ -114,6 +114,7 @@ class TargetSupervisor:
             None if watcher.tracker is None else watcher.tracker.place.path,
             watcher.wakeups.kinds,
             problems + attach_problems,
+            watcher.warnings,
         )
         self.watchers[pid] = (watcher, asyncio.get_running_loop().create_task(watcher.run()))
 

@@ -16,8 +16,11 @@ from typing import Any, Literal, Optional
 
 Section = Literal["memory", "oom", "tree", "mappings", "connections"]
 ALL_SECTIONS: tuple[Section, ...] = ("memory", "oom", "tree", "mappings", "connections")
-# "system": RSS / MemTotal; "cgroup": the cgroup's usage / its memory limit.
-ThresholdBase = Literal["system", "cgroup"]
+# "system": RSS / MemTotal; "cgroup": the cgroup's usage / its memory limit;
+# "any": whichever of the two is nearer its threshold, since either limit can kill.
+ThresholdBase = Literal["any", "system", "cgroup"]
+# What one figure was measured against.
+MeasuredBase = Literal["system", "cgroup"]
 # "summary" keeps every record within its budget; "full" lists everything.
 Detail = Literal["summary", "full"]
 # How a sink writes a record: memdoor's own shape, or an Elastic Common Schema document.

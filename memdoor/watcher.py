@@ -49,7 +49,10 @@ class ProcessWatcher:
         self.wakeups = Wakeups(services.pressure, lambda: self.wake(), state.target)
         self.last_progress = time.monotonic()
         self.ended: Optional[str] = None
+        # What target_found warns of (a threshold no report can reach), found by attach().
+        self.warnings: list[str] = []
         self._waiter: Optional[asyncio.Future[None]] = None
+        self._woken = False
         self._next_emit_at = 0.0
 
     @property
@@ -69,12 +72,23 @@ class ProcessWatcher:
                 if problem is not None:
                     problems.append(problem)
                 self.witness.watch_cgroup(place, self.tracker.oom_kills)
-        self.wakeups.start(services.proc, self.tracker)
+        self.wakeups.start(services.proc, self.pid, self.tracker, self._counter_changed)
+        unreachable = self.meter.unreachable()
+        self.warnings = [] if unreachable is None else [unreachable]
         return problems + self.wakeups.problems
 
+    def _counter_changed(self) -> None:
+        """The cgroup's OOM counter file signalled: read now, tick at once if it moved."""
+        if self.witness.counter_changed():
+            self.wake()
+
     def wake(self) -> None:
+        """End the sleep; while a tick runs (a snapshot in its thread), skip the next one:
+        the process's exit must not wait for a timer of up to two intervals."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        else:
+            self._woken = True
 
     async def run(self) -> None:
         """Tick until the process is gone."""
@@ -92,6 +106,9 @@ class ProcessWatcher:
         """Wait for the delay or a wake-up: one future and one timer, the cheapest
         wait asyncio offers (this runs for every tick of every process), and a
         cancellation is never swallowed by a wake-up racing with it."""
+        if self._woken:
+            self._woken = False
+            return
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
         timer = loop.call_later(delay, self.wake)
@@ -110,7 +127,9 @@ class ProcessWatcher:
             self._ended(liveness)
             return 0.0
         if liveness.stat is not None and not liveness.stat.kill_pending:
-            self.witness.seen_alive(watermark)
+            self.witness.seen_alive(
+                watermark, None if self.tracker is None else self.tracker.oom_kills
+            )
         measure = self.meter.measure()
         self.wakeups.follow_limit(self.tracker)
         if self.meter.fallback_news():
@@ -123,7 +142,7 @@ class ProcessWatcher:
         else:
             if self.pid in self.state.above:
                 self.state.above.discard(self.pid)
-                self.records.back_below(measure.message, measure.percent)
+                self.records.back_below(measure.message, measure.percent, measure.base)
             if self.evidence.stale(ratio, measure.kb):
                 await self._snapshot(measure.kb)
         return self.next_delay(ratio)
@@ -161,9 +180,9 @@ class ProcessWatcher:
         if snapshot is not None and (crossed or self.evidence.full_due(snapshot)):
             self.evidence.last_full = snapshot
             self.state.snapshots_emitted += 1
-            self.records.full_snapshot(crossed, snapshot, measure.message)
+            self.records.full_snapshot(crossed, snapshot, measure.message, measure.base)
         else:
-            self.records.sample(measure.message, measure.percent, self.evidence.last)
+            self.records.sample(measure.message, measure.percent, measure.base, self.evidence.last)
         if self.state.count_reached:
             self.records.count_reached()
 
@@ -172,9 +191,7 @@ class ProcessWatcher:
         reason = GONE_REASONS.get(liveness.verdict, "unverifiable")
         self.ended = reason
         tracker = self.tracker
-        kill = None
-        if liveness.verdict is Verdict.EXITED:
-            kill = self.witness.verdict(None if tracker is None else tracker.oom_kills)
+        kill = self.witness.verdict() if liveness.verdict is Verdict.EXITED else None
         if kill is None:
             self.records.target_gone(reason, liveness.detail)
             return

@@ -95,7 +95,7 @@ def test_shipped_example_loads() -> None:
             pidfile=None,
             exe="/usr/sbin/cron",
             threshold=80,
-            threshold_base="system",
+            threshold_base="any",
             interval=2.5,
             min_interval=0.1,
             detail="summary",
@@ -153,7 +153,7 @@ def test_targets_inherit_daemon_defaults(config_dir: Path) -> None:
     own, inherits = effective_targets(load_config(write(config_dir, text)))
     # min_interval never exceeds the target's own interval.
     defaults = {
-        "threshold_base": "system",
+        "threshold_base": "any",
         "detail": "summary",
         "full_snapshot_min_interval": 300.0,
         "full_snapshot_growth": 20,
@@ -719,7 +719,7 @@ def test_render_effective_fills_in_defaults(config_dir: Path) -> None:
     assert raw["daemon"] == {
         "interval": 5.0,
         "threshold": 50,
-        "threshold_base": "system",
+        "threshold_base": "any",
         "min_interval": 0.1,
         "detail": "summary",
         "full_snapshot_min_interval": 300.0,
@@ -739,7 +739,7 @@ def test_render_effective_fills_in_defaults(config_dir: Path) -> None:
     assert raw["target"] == [{"name": "app", "exe": "/usr/bin/app"}]
     assert "# threshold = 50  (from daemon.threshold)" in rendered.splitlines()
     assert "# interval = 5.0  (from daemon.interval)" in rendered.splitlines()
-    assert '# threshold_base = "system"  (from daemon.threshold_base)' in rendered.splitlines()
+    assert '# threshold_base = "any"  (from daemon.threshold_base)' in rendered.splitlines()
     assert roundtrip(config_dir, config) == config
 
 

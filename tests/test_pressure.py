@@ -133,3 +133,46 @@ def test_a_lowered_limit_moves_the_watchers_wake_up(monkeypatch: pytest.MonkeyPa
                 watcher.wakeups.cancel()
 
     run_with_hub(test)
+
+
+def test_an_oom_kill_in_the_cgroup_wakes() -> None:
+    """v1: memory.oom_control's eventfd; v2: memory.events (its oom_kill line changes)."""
+
+    async def test(hub: PressureHub) -> None:
+        woken = asyncio.Event()
+        with live_memory_cgroup(64 * MIB) as cgroup:
+            if cgroup.version == 1:
+                subscription = hub.watch_v1_oom(cgroup.directory, woken.set)
+                expected = "cgroup_v1_oom"
+            else:
+                subscription = hub.watch_v2_events(cgroup.directory, woken.set)
+                expected = "cgroup_v2_events"
+            assert isinstance(subscription, Subscription), subscription
+            assert subscription.kind == expected
+            await wait_for_wake(
+                woken,
+                lambda: cgroup.spawn("--grow-mb-per-s", "300", "--grow-to-mb", "1024"),
+            )
+
+    run_with_hub(test)
+
+
+def test_the_process_exit_wakes_once() -> None:
+    async def test(hub: PressureHub) -> None:
+        woken: list[int] = []
+        child = await asyncio.create_subprocess_exec("sleep", "60")
+        subscription = hub.watch_exit(child.pid, lambda: woken.append(1))
+        assert isinstance(subscription, Subscription) and subscription.kind == "exit"
+        await asyncio.sleep(0.2)
+        assert woken == []
+        child.kill()
+        await child.wait()
+        for _ in range(100):
+            if woken:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # one-shot: it stays readable, but wakes no more
+        assert woken == [1]
+        subscription.cancel()
+
+    run_with_hub(test)

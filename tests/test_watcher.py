@@ -329,7 +329,7 @@ def test_summary_records_stay_under_16_kib_even_for_oom_killed(spawn_workload) -
     watcher.records.target_found(None, [], [])
     asyncio.run(watcher._snapshot(0, force=True))
     assert watcher.evidence.last is not None
-    watcher.records.full_snapshot(True, watcher.evidence.last, "crossed")
+    watcher.records.full_snapshot(True, watcher.evidence.last, "crossed", "system")
     plant_kill(
         state,
         workload.pid,

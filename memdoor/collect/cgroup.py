@@ -379,6 +379,21 @@ def read_oom_kill_count(cg: MemoryCgroup) -> Union[OomKillCount, Unreadable]:
     return OomKillCount(values["oom_kill"], path)
 
 
+def read_subtree_oom_kills(directory: str) -> Union[OomKillCount, Unreadable]:
+    """A v2 cgroup's OOM kills counted with its descendants' (memory.events, not .local).
+
+    A parent keeps counting after a child cgroup is removed, so this is how a
+    kill in a cgroup that a service manager removed at once can still be told.
+    """
+    path = os.path.join(directory, "memory.events")
+    values = read_parsed(path, parse_flat_keyed)
+    if isinstance(values, Unreadable):
+        return values
+    if "oom_kill" not in values:
+        return malformed(path, "no oom_kill counter")
+    return OomKillCount(values["oom_kill"], path)
+
+
 def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupFigures, Unreadable]:
     """Everything a snapshot reports about the cgroup; costs a few small reads per ancestor."""
     files = _files(cg)

@@ -153,7 +153,7 @@ class InheritedSettings(_Model):
 
     interval: Interval = 5.0
     threshold: Percent = 50
-    threshold_base: ThresholdBase = "system"
+    threshold_base: ThresholdBase = "any"
     # The floor of adaptive polling; a resolved target's is never above its interval.
     min_interval: Interval = 0.1
     detail: Detail = "summary"

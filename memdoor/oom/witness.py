@@ -9,11 +9,12 @@ evidence (a Kill) or not (None: it just exited).
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
-from memdoor.collect.cgroup import MemoryCgroup, read_oom_kill_count
+from memdoor.collect.cgroup import MemoryCgroup
 from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity
-from memdoor.collect.reading import Unreadable
+from memdoor.oom.counters import CgroupKillCounters
 from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NeighbourKillCounter
@@ -30,8 +31,9 @@ class KillWitness:
         self._identity = identity
         self._kernel_log = kernel_log
         self._neighbour_kills = neighbour_kills
-        # The process's memory cgroup, once its watcher found it.
+        # The process's memory cgroup and its counters, once its watcher found it.
         self.cgroup: Optional[MemoryCgroup] = None
+        self.counters: Optional[CgroupKillCounters] = None
         # The kernel log's serial when the process was last seen alive and not yet
         # sent SIGKILL: no kill report up to it can be this process's.
         self._alive_at_serial = 0
@@ -41,6 +43,8 @@ class KillWitness:
         """The process's cgroup and its first counter reading; without the kernel log,
         neighbours' kills there are counted from that reading on."""
         self.cgroup = cgroup
+        self.counters = CgroupKillCounters(cgroup)
+        self.counters.alive(oom_kills)
         if self._kernel_log.unavailable is not None and oom_kills is not None:
             self._neighbour_kills.track(cgroup.directory, oom_kills)
 
@@ -48,8 +52,17 @@ class KillWitness:
         """Read before looking at the process: the serial a later seen_alive() stands for."""
         return self._kernel_log.serial
 
-    def seen_alive(self, watermark: int) -> None:
+    def seen_alive(self, watermark: int, oom_kills: Optional[int]) -> None:
+        """Alive and not sent SIGKILL at the watermark, the cgroup counting oom_kills
+        (its tracker's latest reading): no kill until then was this process's."""
         self._alive_at_serial = watermark
+        if self.counters is not None:
+            self.counters.alive(oom_kills)
+
+    def counter_changed(self) -> bool:
+        """The cgroup's counter file signalled (from the event loop): read it before
+        the cgroup can be removed. True when its OOM kill count moved."""
+        return self.counters is not None and self.counters.changed()
 
     def report(self) -> Optional[OomKillReport]:
         """This process's OOM kill in the kernel log, once it is there. Remembered: outside
@@ -81,24 +94,17 @@ class KillWitness:
             return True
         return self._kernel_log.pids_are_ours and self.report() is not None
 
-    def verdict(self, before: Optional[int]) -> Optional[Kill]:
-        """The process is gone: its OOM kill with every source that told, or None.
-
-        before is the cgroup's OOM kill count the last time it was read while the
-        process lived (not from a snapshot that may overlap the kill).
-        """
+    def verdict(self) -> Optional[Kill]:
+        """The process is gone: its OOM kill with every source that told, or None."""
         report = self.report()
-        cgroup = self.cgroup
-        after: Optional[int] = None
-        counter_file: Optional[str] = None
-        if cgroup is not None:
-            counted = read_oom_kill_count(cgroup)
-            if not isinstance(counted, Unreadable):
-                after, counter_file = counted.kills, counted.file
-        kill = Kill(report, before, after, counter_file)
+        counters = self.counters
+        rise = counters.at_exit() if counters is not None else None
+        kill = Kill(report) if rise is None else Kill(report, rise.before, rise.after, rise.file)
         if not kill.sources:
             return None
-        if cgroup is not None and before is not None and after is not None:
+        if rise is not None and rise.before is not None and rise.after is not None:
             # So that the rise is not also reported as a neighbour's kill.
-            self._neighbour_kills.claim(cgroup.directory, max(0, after - before))
+            self._neighbour_kills.claim(
+                os.path.dirname(rise.file or ""), max(0, rise.after - rise.before)
+            )
         return kill

@@ -9,6 +9,7 @@ process runs (systemctl set-property, a container update).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -22,10 +23,10 @@ from memdoor.collect.cgroup import (
 from memdoor.collect.memory import read_rss_kb
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
-from memdoor.messages import cgroup_usage_line, usage_line
+from memdoor.messages import cgroup_usage_line, human_kb, usage_line
 from memdoor.snapshot import Snapshot
 from memdoor.system_memory import MemTotal
-from memdoor.vocabulary import ThresholdBase, percent_of
+from memdoor.vocabulary import MeasuredBase, percent_of
 
 # How often a cgroup's limit is looked up again; each full snapshot also refreshes it.
 CGROUP_REFRESH = 30.0
@@ -34,12 +35,14 @@ CGROUP_REFRESH = 30.0
 @dataclass(frozen=True)
 class Measure:
     """One tick's figure: the percent against the threshold, the line a person reads,
-    the size measured (RSS, or the cgroup's usage) and the base it was measured on."""
+    the size measured (RSS, or the cgroup's usage) and what it was measured against."""
 
     percent: float
     message: str
     kb: int
-    base: ThresholdBase
+    base: MeasuredBase
+    # The figure in a few words, for the other base's message under "any".
+    brief: str
 
 
 class LimitTracker:
@@ -112,19 +115,53 @@ class ThresholdMeter:
         self._fallback_told = False
 
     def measure(self) -> Optional[Measure]:
-        """The figure on the target's base; the system base where no cgroup limit applies.
+        """The figure on the target's base. "any" takes whichever of RSS against MemTotal
+        and the cgroup's usage against its limit is nearer its threshold, since either
+        limit can kill; "cgroup" falls back to MemTotal where no cgroup limit applies.
         None when a read failed: the next tick's identity check tells an exit from that."""
-        if self.target.threshold_base == "cgroup":
-            measure = self._against_cgroup()
-            if measure is not None:
-                return measure
+        base = self.target.threshold_base
+        if base == "system":
+            return self._against_system()
+        cgroup = self._against_cgroup()
+        if base == "cgroup":
+            return cgroup or self._against_system()
+        system = self._against_system()
+        if cgroup is None or system is None:
+            return cgroup or system
+        nearer, other = (cgroup, system) if cgroup.percent >= system.percent else (system, cgroup)
+        return dataclasses.replace(nearer, message=f"{nearer.message} ({other.brief})")
+
+    def _against_system(self) -> Optional[Measure]:
         rss_kb = read_rss_kb(self.pid, self.proc)
         total_kb = self.mem_total.kb()
         if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
             return None
         percent = percent_of(rss_kb, total_kb)
         line = usage_line(self.target.name, self.pid, rss_kb, percent, self.target.threshold)
-        return Measure(percent, line, rss_kb, "system")
+        return Measure(percent, line, rss_kb, "system", f"RSS {percent:.1f}% of MemTotal")
+
+    def unreachable(self) -> Optional[str]:
+        """Why the threshold cannot be reached before a cgroup limit kills, or None.
+
+        On the system base, a threshold of MemTotal above the cgroup's limit is never
+        reached: the cgroup's OOM killer acts first, and no report comes before it.
+        """
+        total_kb = self.mem_total.kb()
+        tracker = self.tracker
+        limit = None if tracker is None else tracker.applied_limit
+        if self.target.threshold_base != "system" or limit is None:
+            return None
+        if isinstance(total_kb, Unreadable):
+            return None
+        path, limit_bytes = limit
+        threshold_kb = total_kb * self.target.threshold // 100
+        if threshold_kb * 1024 <= limit_bytes:
+            return None
+        return (
+            f"threshold {self.target.threshold}% of MemTotal ({human_kb(threshold_kb)}) is above "
+            f"the memory limit of cgroup {path} ({human_kb(limit_bytes // 1024)}): that limit "
+            'kills first and nothing is reported before; threshold_base = "any" measures both'
+        )
 
     def fallback_news(self) -> bool:
         """True once, when the target is measured against its cgroup but no limit
@@ -153,4 +190,6 @@ class ThresholdMeter:
             tracker.limit_bytes // 1024,
             target.threshold,
         )
-        return Measure(percent_of(usage, tracker.limit_bytes), line, usage // 1024, "cgroup")
+        percent = percent_of(usage, tracker.limit_bytes)
+        brief = f"cgroup {percent:.1f}% of its limit"
+        return Measure(percent, line, usage // 1024, "cgroup", brief)
