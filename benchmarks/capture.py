@@ -6,14 +6,18 @@ crossing and the kill, and at 1 GB/s that gap is a fraction of a second, so
 this runs the real thing: for each allocation rate and trial, a fresh memory
 cgroup with a limit, a hog in it that waits for "go" and then touches 1 MiB
 blocks at the rate until the kernel kills it, and the real daemon watching it
-with its default threshold, interval and min_interval on a cgroup base. Each
-kill is then judged from the daemon's own records:
+with its default interval and min_interval: `--settings cgroup` (the default)
+keeps the default threshold on a cgroup base, `--settings defaults` writes only
+the target and `threshold = 90`, as a new user would, everything else (the base
+included) left to its default. Each kill is then judged from the daemon's own
+records:
 
 - caught: a full snapshot at or above the threshold (`threshold_crossed` or
   `snapshot` whose cgroup usage_percent >= threshold) was taken before the kill
   (its `taken_at` before the `oom_killed` record's `kill.killed_at`; both are
   truncated to milliseconds, a tie counts as not before);
 - reported: an `oom_killed` record names the pid;
+- told within 1 s: that record was written at most 1 s after `kill.killed_at`;
 - age: the `last_snapshot.age_ms` that record carries.
 
 The effective rate (limit / time from "go" to death) is printed next to the
@@ -23,7 +27,8 @@ rates it simply runs as fast as this machine touches fresh memory.
 Run as root (python with memdoor importable, e.g. the project's venv):
 
     python benchmarks/capture.py [--rates 100,250,500,1000,2000] [--trials 20]
-        [--limit-mb 256] [--daemon per-rate|per-trial] [--details FILE]
+        [--limit-mb 256] [--settings cgroup|defaults] [--daemon per-rate|per-trial]
+        [--details FILE]
 
 Progress goes to stderr, the figures to stdout. --details writes one JSON line
 per trial with its judgement and every daemon record about its pid.
@@ -87,6 +92,8 @@ class Trial:
     # Milliseconds from the first above-threshold snapshot's taken_at to the kill;
     # negative when it was taken after the kill; None when there was none.
     first_above_lead_ms: Optional[int]
+    # Milliseconds from the kill to the oom_killed record's timestamp; None without one.
+    told_after_ms: Optional[int]
 
 
 def parse_time(text: str) -> float:
@@ -108,12 +115,13 @@ def judge(
     found = next(r for r in records if r["event"] == "target_found")
     end = next((r for r in records if r["event"] in END_EVENTS), None)
     killed_at, source = reaped_at, "reaped"
-    age_ms = intact = None
+    age_ms = intact = told_after_ms = None
     kill_sources = []
     if end is not None and end["event"] == "oom_killed":
         kill_sources = end["kill"]["sources"]
         if end["kill"]["killed_at"] is not None:
             killed_at, source = parse_time(end["kill"]["killed_at"]), "kmsg"
+        told_after_ms = round((parse_time(end["timestamp"]) - killed_at) * 1000)
         last = end["last_snapshot"]
         if last is not None:
             age_ms = last["age_ms"]
@@ -134,12 +142,20 @@ def judge(
         kill_sources=kill_sources,
         kill_time_from=source,
         first_above_lead_ms=round((killed_at - above[0]) * 1000) if above else None,
+        told_after_ms=told_after_ms,
     )
 
 
-def target_config(locator: str) -> str:
-    """Defaults everywhere except what the setup forces: the target and the cgroup base."""
-    return f'[[target]]\nname = "hog"\n{locator}\nthreshold_base = "cgroup"\n'
+# What the target sets besides its locator, per --settings.
+SETTINGS = {
+    "cgroup": 'threshold_base = "cgroup"\n',
+    "defaults": "threshold = 90\n",
+}
+
+
+def target_config(locator: str, settings: str) -> str:
+    """Defaults everywhere except the target and what --settings names."""
+    return f'[[target]]\nname = "hog"\n{locator}\n{SETTINGS[settings]}'
 
 
 def wait_record(
@@ -246,6 +262,7 @@ def print_table(trials_by_rate: dict[float, list[Trial]], limit_mb: int) -> None
         "achieved MiB/s median (min to max)",
         "snapshot above threshold before kill",
         "oom_killed record",
+        "oom_killed within 1 s",
         "last_snapshot.age_ms median / max",
         "wakeups (target_found)",
     )
@@ -258,6 +275,10 @@ def print_table(trials_by_rate: dict[float, list[Trial]], limit_mb: int) -> None
                 spread([limit_mb / t.seconds_to_death for t in trials]),
                 share(sum(t.caught for t in trials), len(trials)),
                 share(sum(t.end_event == "oom_killed" for t in trials), len(trials)),
+                share(
+                    sum(t.told_after_ms is not None and t.told_after_ms <= 1000 for t in trials),
+                    len(trials),
+                ),
                 f"{statistics.median(ages):.0f} / {max(ages)}" if ages else "-",
                 wakeup_summary(trials),
             )
@@ -311,6 +332,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=20, help="kills per rate")
     parser.add_argument("--limit-mb", type=int, default=256, help="the cgroup's memory limit")
     parser.add_argument(
+        "--settings",
+        choices=tuple(SETTINGS),
+        default="cgroup",
+        help="cgroup: the default threshold on a cgroup base; defaults: only the target "
+        "and threshold = 90, everything else as a new user leaves it",
+    )
+    parser.add_argument(
         "--daemon",
         choices=("per-rate", "per-trial"),
         default="per-rate",
@@ -332,10 +360,11 @@ def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
 
 
 @contextlib.contextmanager
-def one_daemon_per_rate(directory: Path) -> Iterator[Attach]:
+def one_daemon_per_rate(directory: Path, settings: str) -> Iterator[Attach]:
     """One daemon following a pidfile: each hog is adopted like a restarted service's new pid."""
     pidfile = directory / "hog.pid"
-    config = write_config(directory / "rate.toml", target_config(f'pidfile = "{pidfile}"'))
+    text = target_config(f'pidfile = "{pidfile}"', settings)
+    config = write_config(directory / "rate.toml", text)
     with running_daemon(config) as daemon:
 
         def attach(pid: int) -> contextlib.AbstractContextManager[DaemonProcess]:
@@ -346,11 +375,11 @@ def one_daemon_per_rate(directory: Path) -> Iterator[Attach]:
 
 
 @contextlib.contextmanager
-def one_daemon_per_trial(directory: Path) -> Iterator[Attach]:
+def one_daemon_per_trial(directory: Path, settings: str) -> Iterator[Attach]:
     """A fresh daemon for each hog, watching its pid, started once the hog exists."""
 
     def attach(pid: int) -> contextlib.AbstractContextManager[DaemonProcess]:
-        config = write_config(directory / "trial.toml", target_config(f"pid = {pid}"))
+        config = write_config(directory / "trial.toml", target_config(f"pid = {pid}", settings))
         return running_daemon(config)
 
     yield attach
@@ -364,7 +393,7 @@ def run(args: argparse.Namespace, details: Optional[IO[str]]) -> dict[float, lis
     trials_by_rate: dict[float, list[Trial]] = {}
     with tempfile.TemporaryDirectory(prefix="memdoor-capture-") as tmp:
         for rate in args.rates:
-            with DAEMON_MODES[args.daemon](Path(tmp)) as attach:
+            with DAEMON_MODES[args.daemon](Path(tmp), args.settings) as attach:
                 trials = trials_by_rate.setdefault(rate, [])
                 for number in range(1, args.trials + 1):
                     trial, records = run_trial(rate, args.limit_mb, interval, attach)
@@ -406,8 +435,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"{args.limit_mb} MiB memory cgroup, {args.trials} kills per rate, daemon {args.daemon}"
     )
     print(
-        f"daemon defaults: threshold {defaults.threshold}% of the cgroup limit, "
-        f"interval {defaults.interval:g} s, min_interval {defaults.min_interval:g} s"
+        f"target settings: {SETTINGS[args.settings].strip()}; daemon defaults: threshold "
+        f"{defaults.threshold}%, base {defaults.threshold_base}, interval "
+        f"{defaults.interval:g} s, min_interval {defaults.min_interval:g} s"
     )
     print_table(trials_by_rate, args.limit_mb)
     print_notes(trials_by_rate)
