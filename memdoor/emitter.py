@@ -23,12 +23,14 @@ from memdoor.messages import human_kb
 from memdoor.oom.kill import Kill
 from memdoor.oom.kmsg_reader import KmsgLosses
 from memdoor.oom.nearby import NearbyKill
+from memdoor.procfs.cgroup_owner import parse_cgroup_owner
 from memdoor.render.bounded import (
     ENVELOPE_ALLOWANCE,
     RECORD_BUDGET,
     process_fields,
     snapshot_fields,
 )
+from memdoor.render.owner import owner_bytes, owner_dict
 from memdoor.render.snapshot_dict import cgroup_dict, memory_dict
 from memdoor.snapshot import Snapshot
 from memdoor.vocabulary import MeasuredBase
@@ -166,6 +168,7 @@ class TargetRecords:
             kill=nearby.kill.fields(),
             victim_pid=nearby.victim_pid,
             kills=nearby.kills,
+            owner=owner_dict(parse_cgroup_owner(nearby.cgroup_path)),
         )
 
 
@@ -175,6 +178,8 @@ class ProcessRecords:
     def __init__(self, parent: TargetRecords, identity: ProcessIdentity) -> None:
         self.parent = parent
         self.identity = identity
+        # The `owner` section (memdoor.render.owner), set once the process is adopted.
+        self.owner: Optional[dict[str, Any]] = None
 
     @property
     def target(self) -> ResolvedTarget:
@@ -189,6 +194,7 @@ class ProcessRecords:
             message=message,
             threshold_percent=self.target.threshold,
             **fields,
+            **({} if self.owner is None else {"owner": self.owner}),
         )
 
     def _cmdline(self) -> Optional[list[str]]:
@@ -224,7 +230,12 @@ class ProcessRecords:
             message,
             threshold_base=self.target.threshold_base,
             measured_base=measured,
-            **snapshot_fields(snapshot, self.target.detail, self._cmdline()),
+            **snapshot_fields(
+                snapshot,
+                self.target.detail,
+                self._cmdline(),
+                budget=RECORD_BUDGET - ENVELOPE_ALLOWANCE - owner_bytes(self.owner),
+            ),
         )
 
     def sample(
@@ -292,7 +303,10 @@ class ProcessRecords:
         if last is not None:
             # The kill section and the process come first; the snapshot gets the rest.
             last_fields = snapshot_fields(
-                last, self.target.detail, self._cmdline(), budget=OOM_KILLED_SNAPSHOT_BUDGET
+                last,
+                self.target.detail,
+                self._cmdline(),
+                budget=OOM_KILLED_SNAPSHOT_BUDGET - owner_bytes(self.owner),
             )
             last_fields["age_ms"] = age_ms
         self._write(

@@ -18,10 +18,12 @@ from typing import Optional
 from memdoor.collect.cgroup import memory_cgroup_of
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.liveness import Liveness, Verdict, check_process
+from memdoor.collect.owner import read_ownership
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import ProcessRecords
 from memdoor.oom.witness import KillWitness
+from memdoor.render.owner import owner_dict
 from memdoor.watch.context import TargetState
 from memdoor.watch.evidence import EvidenceKeeper, PidReused, Taken
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
@@ -60,8 +62,11 @@ class ProcessWatcher:
         return self.state.target
 
     def attach(self) -> list[Unreadable]:
-        """Find the cgroup and register wake-ups; returns what could not be done."""
-        services, problems = self.state.services, []
+        """Find whose it is and the cgroup, register wake-ups; returns what could not be done."""
+        services = self.state.services
+        ownership = read_ownership(self.pid, services.cgroups, services.proc)
+        self.records.owner = owner_dict(ownership.owner, ownership.invocation_id)
+        problems = list(ownership.problems)
         if services.cgroups is not None:
             place = memory_cgroup_of(self.pid, services.cgroups, services.proc)
             if isinstance(place, Unreadable):

@@ -9,6 +9,14 @@ the service the data is collected from, the watched target, which memdoor knows
 only as a configured name (`memdoor.target`); "memdoor" there would mislabel
 every target's data.
 
+Whose the process is maps onto the fields ECS defines for it (ECS 9.4.0,
+container and orchestrator field sets): `container.id` and `container.runtime`
+for the container its cgroup names (not for a runtime's monitor, conmon, which
+runs beside the container rather than in it), and for a Kubernetes pod
+`orchestrator.type` "kubernetes", `orchestrator.resource.type` "pod" and
+`orchestrator.resource.id`, "Unique ID of the resource being acted upon": the
+pod's UID. The systemd unit has no ECS field and stays at `memdoor.owner.unit`.
+
 Why not Elastic's `ecs-logging` package: its StructlogFormatter renders a structlog
 event dict, not a finished record. It turns structlog's `event` key into
 `message` (overwriting ours), leaves every other key at the top level, stamps
@@ -100,6 +108,23 @@ def _process(record: Mapping[str, Any]) -> dict[str, Any]:
     return {"process": process}
 
 
+def _owner(record: Mapping[str, Any]) -> dict[str, Any]:
+    """ECS container.* and orchestrator.* from the record's owner section."""
+    owner = _mapping(record.get("owner"))
+    container, pod = _mapping(owner.get("container")), _mapping(owner.get("pod"))
+    fields: dict[str, Any] = {}
+    if container.get("id") is not None and not container.get("monitor"):
+        fields["container"] = {"id": container["id"]}
+        if container.get("runtime") is not None:
+            fields["container"]["runtime"] = container["runtime"]
+    if pod.get("uid") is not None:
+        fields["orchestrator"] = {
+            "type": "kubernetes",
+            "resource": {"type": "pod", "id": pod["uid"]},
+        }
+    return fields
+
+
 def to_ecs(record: Mapping[str, Any], host_name: str) -> dict[str, Any]:
     """The ECS document for one record. Pure: the record is not modified, but nested
     values under memdoor.* are shared with it, not copied."""
@@ -113,6 +138,7 @@ def to_ecs(record: Mapping[str, Any], host_name: str) -> dict[str, Any]:
         "host": {"name": host_name},
     }
     document.update(_process(record))
+    document.update(_owner(record))
     document[NAMESPACE] = {k: v for k, v in record.items() if k not in MOVED_KEYS}
     return document
 

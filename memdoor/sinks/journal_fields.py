@@ -26,6 +26,21 @@ def _figure(record: Mapping[str, Any], section: str, key: str) -> Any:
     return value.get(key) if isinstance(value, Mapping) else None
 
 
+def _owner_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Whose the process is, so `journalctl MEMDOOR_UNIT=nginx.service` finds its records and
+    MEMDOOR_INVOCATION_ID joins them to the unit's own entries (_SYSTEMD_INVOCATION_ID)."""
+    owner = record.get("owner")
+    if not isinstance(owner, Mapping):
+        return {}
+    return {
+        "MEMDOOR_UNIT": owner.get("unit"),
+        "MEMDOOR_USER_UNIT": owner.get("user_unit"),
+        "MEMDOOR_INVOCATION_ID": owner.get("invocation_id"),
+        "MEMDOOR_CONTAINER_ID": _figure(owner, "container", "id"),
+        "MEMDOOR_POD_UID": _figure(owner, "pod", "uid"),
+    }
+
+
 def _message_id(event: str) -> str:
     spec = event_spec(event)
     return spec.message_id if spec is not None else UNKNOWN_EVENT_ID
@@ -47,6 +62,7 @@ def journal_fields(record: Mapping[str, Any], line: str) -> dict[str, str]:
         "MEMDOOR_RSS_KB": _figure(record, "memory", "rss_kb"),
         "MEMDOOR_USAGE_PERCENT": _figure(record, "memory", "usage_percent"),
         "MEMDOOR_THRESHOLD_PERCENT": record.get("threshold_percent"),
+        **_owner_fields(record),
     }
     fields.update({key: str(value) for key, value in optional.items() if value is not None})
     return fields

@@ -23,8 +23,10 @@ import pytest
 import yaml
 
 from memdoor.lab.private_journald import RealJournald, running_journald
+from memdoor.procfs.cgroup_owner import parse_cgroup_owner
 from memdoor.records import build_logger
 from memdoor.render.bounded import snapshot_fields
+from memdoor.render.owner import owner_dict
 from memdoor.sinks.journal_fields import journal_fields
 from memdoor.sinks.journald import JournaldSender
 from memdoor.snapshot import take_snapshot
@@ -38,7 +40,7 @@ FILEBEAT = RECIPES / "filebeat.yml"
 FLUENT_BIT = RECIPES / "fluent-bit.yaml"
 README = RECIPES / "README.md"
 ELASTIC = REPO / "packaging" / "elastic"
-LOKI_LABELS = {"job", "host", "unit", "target", "event"}
+LOKI_LABELS = {"job", "host", "unit", "target", "event", "watched_unit"}
 # Fields journald adds to every entry itself (systemd.journal-fields(7)).
 JOURNALD_TRUSTED = {"_HOSTNAME", "_SYSTEMD_UNIT"}
 # Journal field names as they appear in the recipes: as is, as Alloy's internal
@@ -65,8 +67,15 @@ class _Collect:
         self.emitted.append((line, record))
 
 
-def snapshot_record(pid: int, detail: str) -> tuple[str, dict[str, Any]]:
-    """A real threshold_crossed record of pid, with every optional journal field set."""
+# Rootless Podman: a container in a user's manager, so unit, user unit and container are all set.
+ROOTLESS_PODMAN = (
+    "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + "3f" * 32 + ".scope"
+)
+
+
+def snapshot_record(pid: int, detail: str, owned: bool = False) -> tuple[str, dict[str, Any]]:
+    """A real threshold_crossed record of pid; owned: with every optional journal field set."""
+    owner = owner_dict(parse_cgroup_owner(ROOTLESS_PODMAN), "0123456789abcdef" * 2)
     sink = _Collect()
     build_logger(sink).warning(
         "threshold_crossed",
@@ -76,6 +85,7 @@ def snapshot_record(pid: int, detail: str) -> tuple[str, dict[str, Any]]:
         threshold_percent=1,
         threshold_base="system",
         **snapshot_fields(take_snapshot(pid), detail),
+        **({"owner": owner} if owned else {}),
     )
     (emitted,) = sink.emitted
     return emitted
@@ -100,7 +110,7 @@ def template_pattern(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def memdoor_fields() -> set[str]:
-    line, record = snapshot_record(os.getpid(), "summary")
+    line, record = snapshot_record(os.getpid(), "summary", owned=True)
     return set(journal_fields(record, line))
 
 
@@ -180,6 +190,13 @@ def test_alloy_ships_the_record_as_the_line_with_the_agreed_labels() -> None:
         "regex": ".+",
         "action": "keep",
     }
+    # A container's scope is no label: one stream per container would be too many.
+    assert rules[-1] == {
+        "source_labels": ["__journal_memdoor_container_id"],
+        "regex": ".+",
+        "target_label": "watched_unit",
+        "replacement": "",
+    }
     process = root.block("loki.process", "memdoor")
     extracted = process.block("stage.json").attributes["expressions"]
     assert isinstance(extracted, dict) and extracted["record"] == "MEMDOOR_RECORD"
@@ -206,6 +223,10 @@ def test_vector_ships_the_record_as_the_line_and_the_document() -> None:
     assert loki["encoding"]["codec"] == "text"
     assert loki["labels"] == {"job": "memdoor", "*": "{{ loki_labels }}"}
     assert {"job"} | vrl_object_keys(loki_source, "loki_labels") == LOKI_LABELS
+    assert (
+        '"watched_unit": if exists(.MEMDOOR_CONTAINER_ID) { null } else { .MEMDOOR_UNIT }'
+        in loki_source
+    )
     assert loki["structured_metadata"] == {"*": "{{ loki_metadata }}"}
     assert vrl_object_keys(loki_source, "loki_metadata") == {"pid"}
     elasticsearch = config["sinks"]["elasticsearch"]
@@ -240,6 +261,15 @@ def test_fluent_bit_leaves_only_the_record_for_the_line() -> None:
     outputs = {o["name"]: o for o in pipeline["outputs"]}
     for systemd in pipeline["inputs"]:
         assert systemd["systemd_filter"] == "SYSLOG_IDENTIFIER=memdoor"
+    # A container's scope is no label: MEMDOOR_UNIT goes before the allow-list sees it.
+    loki_filters = [f for f in pipeline["filters"] if f["match"] in ("memdoor.*", "memdoor.loki")]
+    assert loki_filters[1] == {
+        "name": "modify",
+        "match": "memdoor.loki",
+        "condition": "Key_exists MEMDOOR_CONTAINER_ID",
+        "remove": "MEMDOOR_UNIT",
+    }
+    assert loki_filters[2]["name"] == "record_modifier"
     loki = outputs["loki"]
     labels = comma_pairs(loki["labels"])
     assert set(labels) == LOKI_LABELS

@@ -92,6 +92,14 @@ def ecs_document_schema(record: dict[str, Any]) -> dict[str, Any]:
                 },
                 ("pid",),
             ),
+            "container": _object({"id": _STRING, "runtime": _STRING}, ("id",)),
+            "orchestrator": _object(
+                {
+                    "type": {"const": "kubernetes"},
+                    "resource": _object({"type": {"const": "pod"}, "id": _STRING}, ("type", "id")),
+                },
+                ("type", "resource"),
+            ),
             NAMESPACE: ours,
         },
         ("@timestamp", "message", "log", "ecs", "event", "host", NAMESPACE),
