@@ -29,5 +29,6 @@ def owner_dict(owner: CgroupOwner, invocation_id: Optional[str] = None) -> dict[
 
 
 def owner_bytes(owner: Optional[dict[str, Any]]) -> int:
-    """What the section adds to a record ("owner":{...},), for a snapshot's byte budget."""
-    return 0 if owner is None else len(compact_json({"owner": owner}).encode())
+    """What the section adds to a record (,"owner":{...}), for a snapshot's byte budget:
+    {"owner":{...}} less its braces, plus the comma before it."""
+    return 0 if owner is None else len(compact_json({"owner": owner}).encode()) - 1
