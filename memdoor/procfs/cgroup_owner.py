@@ -25,18 +25,22 @@ Where each form comes from:
   the cgroupfs driver joins the components: "/kubepods/burstable/pod<uid>".
   kubelet's --cgroup-root adds components in front ("kubelet-kubepods-…").
   UIDs are UUIDs, or 32 hex digits for static pods (a hash of the manifest).
-- Container runtimes, under the systemd driver, ask systemd for a scope named
-  "<prefix>-<id>.scope" from runc's "slice:prefix:name" cgroupsPath (runc
-  docs/systemd.md): containerd's CRI plugin "cri-containerd"
-  (pkg/cri/.../container_create_linux.go; kubelet's SystemdPathPrefixOfRuntime
-  lists it), CRI-O "crio" and "crio-conmon" for its monitor
-  (internal/config/cgmgr/systemd.go), Docker "docker" (dockerd's
-  newCgroupParent: "system.slice:docker:"), Podman "libpod" and
-  "libpod-conmon" (libpod's conmon scope unit). Under cgroupfs: Docker
-  "/docker/<id>", CRI-O "crio-<id>" and "crio-conmon-<id>" in the pod's
-  cgroup, Podman "libpod-<id>", and containerd (or dockershim) the bare id in
-  the pod's cgroup, which does not say which runtime made it. Container ids
-  are 64 lowercase hex digits in every one of them.
+- Container runtimes, under the systemd driver, hand runc (or crun) a
+  cgroupsPath "slice:prefix:id", which becomes the scope "<prefix>-<id>.scope"
+  (runc docs/systemd.md): containerd's CRI plugin joins the pod slice,
+  "cri-containerd" and the id (getCgroupsPath; kubelet's
+  SystemdPathPrefixOfRuntime names the same prefix), CRI-O uses "crio"
+  (internal/config/cgmgr/systemd_linux.go, ContainerCgroupPath) and puts its
+  monitor in "crio-conmon-<id>.scope", Docker "system.slice:docker:"
+  (cmd/dockerd/daemon_systemd_unix.go, newCgroupParent) and Podman
+  "%s:libpod:%s" (libpod/container_internal_linux.go), its monitor in
+  "libpod-conmon-<id>.scope" (the unit Podman's test/e2e/logs_test.go reads
+  with journalctl -u). Under cgroupfs: Docker "/docker/<id>", CRI-O
+  "crio-<id>" and "crio-conmon-<id>" in the pod's cgroup
+  (cgmgr/cgroupfs_linux.go), Podman "libpod-<id>" under its cgroup parent, and
+  containerd (or dockershim) the bare id in the pod's cgroup
+  (filepath.Join(cgroupsParent, id)), which does not say which runtime made
+  it. Container ids are 64 lowercase hex digits in every one of them.
 
 The outermost container and pod on the path are the ones reported: a nested
 runtime's names lie inside a cgroup the host's runtime delegated, where the
