@@ -173,7 +173,11 @@ def test_config_error_exits_78_naming_file_key_and_reason(tmp_path):
 
 def test_threshold_transitions_and_gone_reasons(tmp_path, daemons, spawn_workload):
     workload = spawn_workload("--touch-mb", "8")
-    shell = subprocess.Popen(["/bin/sh", "-c", "sleep 0.8; exec /bin/sleep 30"])
+    # The shell execs sleep once told to, after it was adopted: a timed exec raced the
+    # daemon's start on a busy machine.
+    shell = subprocess.Popen(
+        ["/bin/sh", "-c", "read go; exec /bin/sleep 30"], stdin=subprocess.PIPE
+    )
     try:
         config = write_config(
             tmp_path / "a.toml",
@@ -184,6 +188,9 @@ def test_threshold_transitions_and_gone_reasons(tmp_path, daemons, spawn_workloa
         found_shell = daemon.wait_record(
             lambda r: r["event"] == "target_found" and r["target"] == "shell"
         )
+        assert shell.stdin is not None
+        shell.stdin.write(b"go\n")
+        shell.stdin.flush()
         gone_shell = daemon.wait_record(
             lambda r: r["event"] == "target_gone" and r["target"] == "shell"
         )
