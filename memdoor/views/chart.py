@@ -70,15 +70,7 @@ class TextChart:
         by_limit = story.limit_kb is not None
         self.bar_name = "cgroup usage" if by_limit else "RSS"
         bars = story.measured()
-        dots = (
-            [
-                (p.at, p.rss_kb)
-                for p in story.points
-                if p.rss_kb is not None and p.at <= story.killed_at
-            ]
-            if by_limit
-            else []
-        )
+        dots = [(p.at, p.rss_kb) for p in story.points if p.rss_kb is not None and by_limit]
         self.has_dots = bool(dots)
         everything = [at for at, _kb in bars + dots]
         self.start = min(everything) if everything else story.killed_at

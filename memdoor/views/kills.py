@@ -148,8 +148,7 @@ class KillStory:
     def measured(self) -> list[tuple[float, float]]:
         """(time, kB) of the figure the limit applies to: cgroup usage, else RSS."""
         pick = "cgroup_kb" if self.limit_kb is not None else "rss_kb"
-        found = [(p.at, getattr(p, pick)) for p in self.points if getattr(p, pick) is not None]
-        return [(at, kb) for at, kb in found if at <= self.killed_at]
+        return [(p.at, getattr(p, pick)) for p in self.points if getattr(p, pick) is not None]
 
     def growth(self) -> Growth:
         series = self.measured()
@@ -195,14 +194,34 @@ def _earlier_full(history: Sequence[Record], last: Mapping[str, Any]) -> Optiona
     return earlier[-1] if earlier else None
 
 
+def _trajectory(points: list[Point], killed_at: Optional[float]) -> list[Point]:
+    """The points up to the kill, in time order, each snapshot once.
+
+    Samples repeat their kept snapshot's figures, dated from their age in whole
+    milliseconds: a snapshot point whose RSS and cgroup figures were already
+    seen is that snapshot again. A tick that came after the kernel's kill time
+    is not part of what led to it.
+    """
+    seen: set[tuple[Optional[float], Optional[float]]] = set()
+    kept = []
+    for point in sorted(points, key=lambda p: p.at):
+        if killed_at is not None and point.at > killed_at:
+            continue
+        if point.rss_kb is not None and point.cgroup_kb is not None:
+            if (point.rss_kb, point.cgroup_kb) in seen:
+                continue
+            seen.add((point.rss_kb, point.cgroup_kb))
+        kept.append(point)
+    return kept
+
+
 def _story(number_: int, history: list[Record], kill_record: Record) -> KillStory:
     killed_at = parse_time(section(kill_record, "kill").get("killed_at")) or parse_time(
         kill_record.get("timestamp")
     )
     limit = _limit_kb(history, kill_record)
-    # A sample repeats its kept snapshot's figures: one point per moment and figures.
-    points = sorted(
-        {p for r in [*history, kill_record] for p in _points_of(r, limit)}, key=lambda p: p.at
+    points = _trajectory(
+        [p for r in [*history, kill_record] for p in _points_of(r, limit)], killed_at
     )
     crossings = [r for r in history if r.get("event") == Event.THRESHOLD_CROSSED]
     crossed_at = None

@@ -38,8 +38,6 @@ class SvgChart:
         self.story = story
         self.cgroup = [(p.at, p.cgroup_kb) for p in story.points if p.cgroup_kb is not None]
         self.rss = [(p.at, p.rss_kb) for p in story.points if p.rss_kb is not None]
-        self.cgroup = [(at, kb) for at, kb in self.cgroup if at <= story.killed_at]
-        self.rss = [(at, kb) for at, kb in self.rss if at <= story.killed_at]
         self.kill_rss = kernel_rss_kb(story.kill)
         times = [at for at, _kb in self.cgroup + self.rss] + [story.killed_at]
         if story.crossed_at is not None:
@@ -147,6 +145,6 @@ class SvgChart:
 
 def trajectory_svg(story: KillStory) -> Optional[str]:
     """The chart, or None when no figure was recorded before the kill."""
-    if not any(p.at <= story.killed_at for p in story.points):
+    if not story.points:
         return None
     return SvgChart(story).svg()

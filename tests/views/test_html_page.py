@@ -159,7 +159,7 @@ def test_chromium_renders_the_post_mortem(
     cgroup_points = [p for p in story.points if p.cgroup_kb is not None]
     rss_points = [p for p in story.points if p.rss_kb is not None]
     assert len((cgroup_line["points"] or "").split()) == len(cgroup_points) >= 5
-    assert len((rss_line["points"] or "").split()) == len(rss_points) >= 2
+    assert len((rss_line["points"] or "").split()) == len(rss_points) >= 1
     assert len(rendered.having("line", "kill")) == 1, "the kill is marked"
     assert len(rendered.having("line", "crossing")) == 1, "the crossing is marked"
     assert len(rendered.having("line", "limit")) == 1 and rendered.having("line", "threshold")

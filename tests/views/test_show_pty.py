@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from memdoor.lab.python_child import IMPORT_ROOT, module_command
-from memdoor.views.console import EVENT_WIDTH, PID_WIDTH, TARGET_WIDTH
+from memdoor.views.console import PID_WIDTH, TARGET_WIDTH
 from tests.views.conftest import run_show
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
