@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(iproute2 systemd python3 python3-venv procps util-linux mount
+DEBIAN_PACKAGES=(iproute2 systemd python3 python3-venv procps util-linux mount chromium
                  rsyslog systemd-journal-remote)
 
 missing=()

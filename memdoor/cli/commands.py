@@ -15,6 +15,7 @@ from memdoor.cli.parsers import (
     build_demo_parser,
     build_run_parser,
     build_seed_parser,
+    build_show_parser,
 )
 from memdoor.cli.seed import run_seed
 
@@ -46,10 +47,17 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_command(args)
 
 
+def _show(args: argparse.Namespace) -> int:
+    from memdoor.cli.show_command import show_command
+
+    return show_command(args)
+
+
 SUBCOMMANDS: dict[str, Command] = {
     "run": Command(build_run_parser, _run),
     "check-config": Command(build_check_config_parser, _check_config),
     "demo": Command(build_demo_parser, _demo),
+    "show": Command(build_show_parser, _show),
 }
 SEED = Command(build_seed_parser, run_seed)
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, NoReturn, Optional
 
 from memdoor.cli.usage import USAGE, version_and_usage, version_line
+from memdoor.events import Event
 from memdoor.vocabulary import THRESHOLD_MAX, THRESHOLD_MIN, decimal, path_problem
 
 # One day. A longer pause between two seed reports is a typo (1e10 was taken, and
@@ -202,5 +203,108 @@ def build_demo_parser() -> CommandParser:
         metavar="N",
         help=f"how long the daemon runs before it stops, in seconds (default {DEFAULT_DEMO_S:g}; "
         f"more than 0, at most {MAX_DEMO_S:g})",
+    )
+    return parser
+
+
+def _kill_choice(text: str) -> int:
+    """A kill's number in the --kills list, or 'latest' (0)."""
+    if text == "latest":
+        return 0
+    value = decimal(text)
+    if value is None or value == 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a kill's number from --kills or 'latest' (got {text!r})"
+        )
+    return value
+
+
+def build_show_parser() -> CommandParser:
+    parser = CommandParser(
+        "memdoor show",
+        description="Show memdoor's records to a person: one short line per record (the "
+        "default), the list of OOM kills (--kills), or one kill's post-mortem (--kill): the "
+        "last snapshot as a report and the memory trajectory up to the kill as a chart. "
+        "Records come from the journal unless FILE is given. Exit 0; 1 when the kill asked "
+        "for is not among the records or journalctl fails; 66 when FILE cannot be read; 69 "
+        "when journalctl is missing; 74 when stdout or the --html file cannot be written.",
+    )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="JSON-lines files of records, as `memdoor run` writes them to stdout; - reads "
+        "standard input. Without FILE, the journal: journalctl -o json --all "
+        "SYSLOG_IDENTIFIER=memdoor, with the filters below as MEMDOOR_* field matches.",
+    )
+    parser.add_argument(
+        "-D",
+        "--directory",
+        metavar="DIR",
+        help="read the journal files in DIR (journalctl --directory), e.g. a copy from "
+        "another machine",
+    )
+    parser.add_argument(
+        "-t",
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only records of this target (repeat for several)",
+    )
+    parser.add_argument(
+        "-e",
+        "--event",
+        action="append",
+        default=[],
+        choices=[event.value for event in Event],
+        metavar="EVENT",
+        help="only records of this event (repeat for several; e.g. oom_killed, sample); "
+        "applies to the record lines, --kills and --kill read every event they need",
+    )
+    parser.add_argument(
+        "-S",
+        "--since",
+        metavar="TIME",
+        help="only records from TIME on. From the journal: any time journalctl --since "
+        "takes. From files: an ISO 8601 date or time ('2026-11-24 19:30', "
+        "'2026-11-24T19:30:18Z'; local time without a zone), a time of day today ('19:30'), "
+        "now, today, yesterday, or relative to now: -90s, -30min, -1h, -2d, -1w (a value "
+        "starting with - needs the =: --since=-1h)",
+    )
+    parser.add_argument(
+        "-U", "--until", metavar="TIME", help="only records up to TIME, written as for --since"
+    )
+    parser.add_argument(
+        "--kills",
+        action="store_true",
+        help="list the OOM kills: when, target, pid, process name, what told of it, the "
+        "constraint, the cgroup limit and how old the last snapshot was",
+    )
+    parser.add_argument(
+        "--kill",
+        type=_kill_choice,
+        metavar="N",
+        help="the post-mortem of kill N as numbered by --kills, or of the latest with "
+        "--kill latest",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="OUT",
+        help="write the post-mortem of the kill chosen by --kill (the latest by default) to "
+        "OUT as one self-contained HTML page: the trajectory chart, the mapping groups "
+        "and the tables, nothing fetched from anywhere",
+    )
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the record lines: auto (the default) colours on a terminal unless the "
+        "NO_COLOR environment variable is set",
+    )
+    parser.add_argument(
+        "--ascii",
+        action="store_true",
+        help="draw charts with ASCII only (the default when stdout's encoding is not UTF-8)",
     )
     return parser

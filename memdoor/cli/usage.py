@@ -14,6 +14,7 @@ usage: memdoor -p|--pid <target process id>
        memdoor run --config <file.toml>
        memdoor check-config <file.toml>
        memdoor demo [--seconds <n>]
+       memdoor show [<file>...] [--kills | --kill <n>|latest] [--html <out.html>]
        memdoor --version | --help"""
 
 EX_USAGE = 2

@@ -111,7 +111,11 @@ _THREAD_STACK = re.compile(r"^\[stack:\d+\]$")
 
 def mapping_group(mapping: Mapping) -> tuple[str, str]:
     """(kind, name) of the group a mapping belongs to."""
-    path = mapping.path
+    return path_group(mapping.path)
+
+
+def path_group(path: str) -> tuple[str, str]:
+    """(kind, name) of the group of a mapping with this path (as records carry it)."""
     if not path:
         return "anonymous", "[anonymous]"
     if _THREAD_STACK.match(path):

@@ -26,7 +26,7 @@ NO_INTERVAL = SEED_GOOD[:-2]
 
 
 def test_the_table_names_the_commands_of_the_usage() -> None:
-    assert list(SUBCOMMANDS) == ["run", "check-config", "demo"]
+    assert list(SUBCOMMANDS) == ["run", "check-config", "demo", "show"]
     for name in SUBCOMMANDS:
         assert f"memdoor {name} " in USAGE
 
@@ -66,7 +66,7 @@ def test_a_usage_error_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["demo", "--help"]) == 0
 
 
-@pytest.mark.parametrize("word", ["show", "help", "frobnicate", "Run", ""])
+@pytest.mark.parametrize("word", ["help", "frobnicate", "Run", "Show", ""])
 def test_an_unknown_command_names_the_known_ones(
     capsys: pytest.CaptureFixture[str], word: str
 ) -> None:
@@ -75,7 +75,7 @@ def test_an_unknown_command_names_the_known_ones(
     assert out == ""
     first, rest = err.split("\n", 1)
     assert first == (
-        f"memdoor: unknown command {word!r}; the commands are run, check-config, demo "
+        f"memdoor: unknown command {word!r}; the commands are run, check-config, demo, show "
         "(see memdoor --help)"
     )
     assert rest == f"{USAGE}\n"
@@ -92,6 +92,7 @@ HELP_MENTIONS = {
     "run": ["required", "exit 78"],
     "check-config": ["exit 0", "exit 78", "exit 74"],
     "demo": ["seconds", "default 6", "at most 3600"],
+    "show": ["journalctl", "NO_COLOR", "--since=-1h", "Exit 0", "66", "69", "74"],
 }
 
 
