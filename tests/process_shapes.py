@@ -5,7 +5,7 @@ and ends and reaps every process it started (and removes every directory and
 cgroup it made), however the test ends: tens of thousands of arguments, an
 ancestry hundreds of processes deep, an executable and mapped files with
 names near PATH_MAX, a cgroup path as long, a leader that called
-pthread_exit() while its other threads run.
+pthread_exit() while its other thread runs and grows.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -182,3 +183,75 @@ def nested_cgroups(parent: str, length: int) -> Iterator[str]:
                 except OSError:
                     assert time.monotonic() < deadline, f"cgroup {child} never emptied"
                     time.sleep(0.02)
+
+
+# The main thread starts a worker and calls pthread_exit(); the worker waits until
+# the leader is a zombie, says so with its thread id, then grows by the MiB each
+# stdin line asks for ("hog": without end), and ends the process when stdin closes.
+_LEADER_EXITS = r"""
+import ctypes, mmap, sys, threading, time
+
+def leader_state():
+    with open("/proc/self/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+def grow(mib, blocks):
+    region = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for offset in range(0, mib << 20, mmap.PAGESIZE):
+        region[offset] = 1
+    blocks.append(region)
+
+def work():
+    while leader_state() != "Z":
+        time.sleep(0.01)
+    print("ready", threading.get_native_id(), flush=True)
+    blocks = []
+    for line in sys.stdin:
+        while line.strip() == "hog":
+            grow(8, blocks)
+        grow(int(line), blocks)
+        print("grown", flush=True)
+
+threading.Thread(target=work).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+@dataclass
+class LeaderExited:
+    """A process whose leader is a zombie while its one other thread, tid, runs."""
+
+    proc: subprocess.Popen[bytes]
+    tid: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def grow(self, mib: int) -> None:
+        """Touch mib MiB more in the live thread; returns once it is resident."""
+        self._say(f"{mib}\n")
+        assert _ready(self.proc) == b"grown\n"
+
+    def hog(self) -> None:
+        """Grow without end, until the OOM killer (or the end of the test) stops it."""
+        self._say("hog\n")
+
+    def end_last_thread(self) -> None:
+        """The live thread returns, and with it the process ends."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+    def _say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode())
+        self.proc.stdin.flush()
+
+
+@contextlib.contextmanager
+def leader_exited(cgroup: Optional[str] = None) -> Iterator[LeaderExited]:
+    with held([sys.executable, "-c", _LEADER_EXITS], cgroup) as proc:
+        word, tid = _ready(proc).split()
+        assert word == b"ready"
+        yield LeaderExited(proc, int(tid))

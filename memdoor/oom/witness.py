@@ -9,15 +9,20 @@ evidence (a Kill) or not (None: it just exited).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Optional
 
 from memdoor.collect.cgroup import MemoryCgroup, read_oom_kill_count
-from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity
+from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity, ProcessTask
 from memdoor.collect.reading import Unreadable
 from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NeighbourKillCounter
 from memdoor.procfs.kmsg import OomKillReport
+
+# A process's first live thread changes only when that thread exits; the kill
+# names the one that was first then, among the latest ones read through.
+THREADS_KEPT = 8
 
 
 class KillWitness:
@@ -35,6 +40,8 @@ class KillWitness:
         # The kernel log's serial when the process was last seen alive and not yet
         # sent SIGKILL: no kill report up to it can be this process's.
         self._alive_at_serial = 0
+        # The latest threads it was read through after its leader exited.
+        self._threads: deque[int] = deque(maxlen=THREADS_KEPT)
         self._report: Optional[OomKillReport] = None
 
     def watch_cgroup(self, cgroup: MemoryCgroup, oom_kills: Optional[int]) -> None:
@@ -45,11 +52,17 @@ class KillWitness:
             self._neighbour_kills.track(cgroup.directory, oom_kills)
 
     def watermark(self) -> int:
-        """Read before looking at the process: the serial a later seen_alive() stands for."""
+        """Read before looking at the process: the serial a later seen() stands for."""
         return self._kernel_log.serial
 
-    def seen_alive(self, watermark: int) -> None:
-        self._alive_at_serial = watermark
+    def seen(self, task: ProcessTask, watermark: int) -> None:
+        """The process was found through task: alive at watermark unless SIGKILL is
+        pending. A thread read through is kept, as the kernel log names a process
+        whose leader exited by the thread the killer found the memory on."""
+        if task.tid != self._identity.pid and task.tid not in self._threads:
+            self._threads.append(task.tid)
+        if not task.stat.kill_pending:
+            self._alive_at_serial = watermark
 
     def report(self) -> Optional[OomKillReport]:
         """This process's OOM kill in the kernel log, once it is there. Remembered: outside
@@ -63,6 +76,7 @@ class KillWitness:
                 identity.name,
                 None if self.cgroup is None else self.cgroup.path,
                 self._alive_at_serial,
+                tuple(self._threads),
             )
         return self._report
 

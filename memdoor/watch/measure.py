@@ -19,6 +19,7 @@ from memdoor.collect.cgroup import (
     read_cgroup_memory,
     read_usage_bytes,
 )
+from memdoor.collect.identity import ProcessTask
 from memdoor.collect.memory import read_rss_kb
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
@@ -101,24 +102,23 @@ class ThresholdMeter:
         target: ResolvedTarget,
         pid: int,
         mem_total: MemTotal,
-        proc: str = "/proc",
     ) -> None:
         self.target = target
         self.pid = pid
         self.mem_total = mem_total
-        self.proc = proc
         # Set by the watcher once it found the process's cgroup.
         self.tracker: Optional[LimitTracker] = None
         self._fallback_told = False
 
-    def measure(self) -> Optional[Measure]:
+    def measure(self, task: ProcessTask) -> Optional[Measure]:
         """The figure on the target's base; the system base where no cgroup limit applies.
+        task: where the tick's liveness check found the process (its RSS is read there).
         None when a read failed: the next tick's identity check tells an exit from that."""
         if self.target.threshold_base == "cgroup":
             measure = self._against_cgroup()
             if measure is not None:
                 return measure
-        rss_kb = read_rss_kb(self.pid, self.proc)
+        rss_kb = read_rss_kb(task.tid, task.proc)
         total_kb = self.mem_total.kb()
         if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
             return None
