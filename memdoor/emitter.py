@@ -52,7 +52,7 @@ def _write_bounded(
 ) -> None:
     """A target's records carry what its processes control: under detail "summary"
     they are held to the record budget (memdoor.render.bounded)."""
-    writer.write(EVENTS[event].level, event, record_fields(detail, message, fields, render))
+    writer.write(EVENTS[event].level, event, record_fields(event, detail, message, fields, render))
 
 
 class DaemonRecords:

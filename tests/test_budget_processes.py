@@ -2,7 +2,8 @@
 
 Each record a watched process causes (found, crossed, sample, back below,
 gone, OOM-killed) is rendered by the structlog chain as the daemon writes it,
-and must stay within RECORD_BUDGET bytes while saying what it left out.
+and must stay within RECORD_BUDGET bytes, as an ECS document too, while saying
+what it left out.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from memdoor.records import RecordLog
 from memdoor.render.bounded import (
     ELLIPSIS,
     LEVELS,
+    LONGEST_HOST_NAME,
     RECORD_BUDGET,
     TREE_FARTHEST,
     TREE_NEAREST,
 )
+from memdoor.render.ecs import to_ecs
 from memdoor.system_memory import MemTotal
+from memdoor.vocabulary import compact_json
 from memdoor.watch.context import Services
 from memdoor.watcher import ProcessWatcher
 from tests.process_shapes import (
@@ -75,7 +79,9 @@ def every_record(pid: int, cgroups: bool = False, **kill: Any) -> list[dict[str,
     records = []
     for line in collector.lines:
         record = json.loads(line)
-        assert len(line.encode()) <= RECORD_BUDGET, (record["event"], len(line.encode()))
+        ecs = compact_json(to_ecs(record, LONGEST_HOST_NAME))
+        for written in (line, ecs):
+            assert len(written.encode()) <= RECORD_BUDGET, (record["event"], len(written))
         validate_record(record)
         records.append(record)
     assert [r["event"] for r in records] == [

@@ -7,7 +7,9 @@ keeps the complete lists; such records travel whole through the journal's
 native protocol but may exceed shippers' limits.
 
 The budget counts what is written: UTF-8 bytes after JSON escaping, where an
-empty argument costs three bytes and a control character six. Everything a
+empty argument costs three bytes and a control character six, of the whole
+line, envelope included, in either format a sink writes (memdoor's own, or
+ECS, which copies the command line twice more). Everything a
 process controls can grow without limit (its argument count, the depth of its
 ancestry, the length of its exe, cgroup and mapped file names), so a summary is
 rendered at the loosest of LEVELS that fits: lists are cut to a number of
@@ -25,16 +27,18 @@ from typing import Any, Callable, Optional
 
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.tree import Ancestor
+from memdoor.events import EVENTS, Event
+from memdoor.render.ecs import to_ecs
 from memdoor.render.snapshot_dict import process_dict, snapshot_dict, tree_list
 from memdoor.render.summary import summarize_connections, summarize_mappings
 from memdoor.snapshot import Snapshot
-from memdoor.vocabulary import Detail, compact_json
+from memdoor.vocabulary import Detail, compact_json, rfc3339
 
 RECORD_BUDGET = 16 * 1024
-# What memdoor.records adds to the fields the emitter hands it (timestamp, level,
-# event, schema_version: about 120 bytes), with room for a sink's own counters.
-ENVELOPE_ALLOWANCE = 256
-FIELDS_BUDGET = RECORD_BUDGET - ENVELOPE_ALLOWANCE
+# Room for what a sink may add to a record it writes (a count of records it dropped).
+SINK_ALLOWANCE = 128
+# An ECS document carries the host's name: at most HOST_NAME_MAX, 64 bytes.
+LONGEST_HOST_NAME = "h" * 64
 # The MESSAGE a person reads is cut alike at every level: it names who and how much.
 MESSAGE_BYTES = 512
 # The nearest parents say who started the process, the ones ending at PID 1 which
@@ -122,15 +126,33 @@ def cut_strings(value: Any, limit: int, pointer: str, truncated: list[str]) -> A
     return value
 
 
+def line_size(event: Event, fields: dict[str, Any]) -> int:
+    """Bytes of the longer line a sink may write for a record of these fields: the
+    record as memdoor.records completes it, or its ECS document, which copies the
+    process's name, exe and command line to ECS's process.*."""
+    record = {
+        # Any time of the same length as the one memdoor.records will set.
+        "timestamp": rfc3339(0),
+        "level": EVENTS[event].level,
+        "event": event.value,
+        "target": None,
+        "pid": None,
+        "schema_version": 1,
+        **fields,
+    }
+    return max(json_size(record), json_size(to_ecs(record, LONGEST_HOST_NAME)))
+
+
 def record_fields(
+    event: Event,
     detail: Detail,
     message: str,
     fields: dict[str, Any],
     render: Optional[Render] = None,
-    budget: int = FIELDS_BUDGET,
+    budget: int = RECORD_BUDGET - SINK_ALLOWANCE,
 ) -> dict[str, Any]:
     """A record's fields: message, the given fields, and what render makes of the
-    level. Under "summary", at the loosest level whose encoded fields fit budget."""
+    level. Under "summary", at the loosest level whose line fits budget."""
     if detail == "full":
         return {"message": message, **fields, **(render(LEVELS[0]) if render else {})}
     shown = cut_text(message, MESSAGE_BYTES)
@@ -140,7 +162,7 @@ def record_fields(
         bounded = {"message": shown, **cut_strings(rendered, limits.text, "", truncated)}
         if truncated:
             bounded["truncated"] = truncated
-        if json_size(bounded) <= budget:
+        if line_size(event, bounded) <= budget:
             break
     return bounded
 

@@ -1,4 +1,5 @@
-"""Property: under detail "summary" no record exceeds RECORD_BUDGET, whatever the process.
+"""Property: under detail "summary" no record exceeds RECORD_BUDGET, whatever the process,
+in memdoor's format or as an ECS document.
 
 Every record a watched process can cause is rendered from arbitrary identities
 and snapshots — long and control-character strings, undecodable bytes (lone
@@ -23,14 +24,27 @@ from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import ProcessRecords, TargetRecords
+from memdoor.events import Event
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NearbyKill
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import TCP_STATES, Socket
 from memdoor.records import RecordLog
-from memdoor.render.bounded import ELLIPSIS, RECORD_BUDGET, cut_text, json_size
+from memdoor.render.bounded import (
+    ELLIPSIS,
+    LEVELS,
+    LONGEST_HOST_NAME,
+    RECORD_BUDGET,
+    SINK_ALLOWANCE,
+    cut_text,
+    json_size,
+    line_size,
+    snapshot_fields,
+)
+from memdoor.render.ecs import to_ecs
 from memdoor.snapshot import Snapshot
+from memdoor.vocabulary import compact_json
 from tests.record_schema import validate_record
 
 # Characters that cost the most once escaped (control characters: 6 bytes; lone
@@ -79,7 +93,7 @@ def cgroups(draw: Any) -> CgroupFigures:
         place=MemoryCgroup(draw(st.sampled_from([1, 2])), "/sys/fs/cgroup" + path, "/", path),
         usage_bytes=draw(_optional_int()),
         limit_bytes=draw(_optional_int()),
-        limit_directory=draw(st.one_of(st.none(), hostile_text())),
+        limit_directory=draw(st.one_of(st.none(), hostile_text().map("/sys/fs/cgroup/".__add__))),
         limit_usage_bytes=draw(_optional_int()),
         usage_percent=draw(st.one_of(st.none(), st.floats(0, 1e6))),
         high_bytes=draw(_optional_int()),
@@ -208,12 +222,15 @@ def target_records(collector: LineCollector, redact: bool) -> TargetRecords:
 
 
 def assert_within_budget(lines: list[str]) -> None:
+    """Each line, and the ECS document a sink of that format would write instead, fits
+    (a lone surrogate counted as its \\udcXX escape, the most any sink makes of it)."""
     assert lines
     for line in lines:
-        # A lone surrogate counted as its \udcXX escape, the most any sink makes of it.
-        size = len(line.encode("utf-8", "backslashreplace"))
         record = json.loads(line)
-        assert size <= RECORD_BUDGET, (record["event"], size)
+        ecs = compact_json(to_ecs(record, LONGEST_HOST_NAME))
+        for written in (line, ecs):
+            size = len(written.encode("utf-8", "backslashreplace"))
+            assert size <= RECORD_BUDGET - SINK_ALLOWANCE, (record["event"], size)
         validate_record(record)
 
 
@@ -350,3 +367,25 @@ def test_the_worst_process_fits_at_the_last_level() -> None:
     assert killed["mappings_summary"]["groups"] == []
     assert killed["connections_summary"]["listed"] == []
     assert killed["tree_omitted"] == 4096 - 16
+
+
+def test_the_ecs_document_counts_too() -> None:
+    """ECS copies the command line twice more (process.args, process.command_line): a
+    record that fits only in memdoor's format lists fewer mappings."""
+    identity = ProcessIdentity(7, 1, "java", 1, None, "/usr/bin/java", False, ["x" * 100] * 19)
+    mapped = [
+        Mapping(i << 12, (i + 1) << 12, "r--p", 0, "08:01", i, "/lib/" + "a" * 500 + str(i), 4)
+        for i in range(40)
+    ]
+    snapshot = Snapshot(7, 1.7e9, identity, mappings=mapped)
+    collector = LineCollector()
+    ProcessRecords(target_records(collector, redact=False), identity).full_snapshot(
+        True, snapshot, "crossed"
+    )
+    assert_within_budget(collector.lines)
+    (line,) = collector.lines
+    assert len(json.loads(line)["mappings_summary"]["groups"]) == LEVELS[1].listed
+    # The first level would have fitted memdoor's format, not ECS.
+    loosest = snapshot_fields(snapshot, "summary", None, LEVELS[0])
+    assert json_size(loosest) + 1024 < RECORD_BUDGET
+    assert line_size(Event.THRESHOLD_CROSSED, loosest) > RECORD_BUDGET
