@@ -6,17 +6,17 @@ far under Loki's 256 KB line limit, and cheap in the journal. detail "full"
 keeps the complete lists; such records travel whole through the journal's
 native protocol but may exceed shippers' limits.
 
-The budget counts what is written: UTF-8 bytes after JSON escaping, where an
-empty argument costs three bytes and a control character six, of the whole
-line, envelope included, in either format a sink writes (memdoor's own, or
-ECS, which copies the command line twice more). Everything a
-process controls can grow without limit (its argument count, the depth of its
-ancestry, the length of its exe, cgroup and mapped file names), so a summary is
-rendered at the loosest of LEVELS that fits: lists are cut to a number of
-entries that says how many it left out, and any string longer than the level
-allows is cut in its middle, where an ellipsis stands for what went, and named
-in the record's `truncated` list. The last level fits whatever the process
-looks like.
+The budget counts what is written: UTF-8 bytes after JSON escaping (an empty
+argument costs three bytes, a control character six) of the whole line,
+envelope included, in either format a sink writes (memdoor's own, or ECS, which
+copies the command line twice more). Everything a process controls can grow
+without limit (its argument count, the depth of its ancestry, the length of its
+exe, cgroup and mapped file names), so a summary is rendered at the loosest of
+LEVELS that fits: lists are cut to a number of entries and say how many they
+left out, and any string longer than the level allows is cut in its middle,
+where an ellipsis stands for what went, and named in the record's `truncated`
+list. The last level fits whatever the process looks like
+(tests/render/test_record_budget.py renders the worst).
 """
 
 from __future__ import annotations
