@@ -25,19 +25,16 @@ from memdoor.oom.kmsg_reader import KmsgLosses
 from memdoor.oom.nearby import NearbyKill
 from memdoor.procfs.cgroup_owner import parse_cgroup_owner
 from memdoor.render.bounded import (
-    ENVELOPE_ALLOWANCE,
-    RECORD_BUDGET,
+    Limits,
+    Render,
     process_fields,
+    record_fields,
     snapshot_fields,
 )
-from memdoor.render.owner import owner_bytes, owner_dict
+from memdoor.render.owner import owner_dict
 from memdoor.render.snapshot_dict import cgroup_dict, memory_dict
 from memdoor.snapshot import Snapshot
-from memdoor.vocabulary import MeasuredBase
-
-# An oom_killed record carries the kill (about 700 bytes) and the process
-# (a command line of up to 2 KB) besides the last snapshot.
-OOM_KILLED_SNAPSHOT_BUDGET = RECORD_BUDGET - ENVELOPE_ALLOWANCE - 4096
+from memdoor.vocabulary import Detail, MeasuredBase
 
 
 class RecordWriter(Protocol):
@@ -46,6 +43,19 @@ class RecordWriter(Protocol):
 
 def _write(writer: RecordWriter, event: Event, **fields: Any) -> None:
     writer.write(EVENTS[event].level, event, fields)
+
+
+def _write_bounded(
+    writer: RecordWriter,
+    event: Event,
+    detail: Detail,
+    message: str,
+    render: Optional[Render],
+    fields: dict[str, Any],
+) -> None:
+    """A target's records carry what its processes control: under detail "summary"
+    they are held to the record budget (memdoor.render.bounded)."""
+    writer.write(EVENTS[event].level, event, record_fields(event, detail, message, fields, render))
 
 
 class DaemonRecords:
@@ -122,7 +132,8 @@ class TargetRecords:
         self.redact_cmdline = redact_cmdline
 
     def _write(self, event: Event, message: str, **fields: Any) -> None:
-        _write(self.writer, event, target=self.target.name, message=message, **fields)
+        fields = {"target": self.target.name, **fields}
+        _write_bounded(self.writer, event, self.target.detail, message, None, fields)
 
     def target_waiting(self) -> None:
         self._write(Event.TARGET_WAITING, f"{self.target.name}: no process to watch yet")
@@ -185,23 +196,24 @@ class ProcessRecords:
     def target(self) -> ResolvedTarget:
         return self.parent.target
 
-    def _write(self, event: Event, message: str, **fields: Any) -> None:
-        _write(
-            self.parent.writer,
-            event,
-            target=self.target.name,
-            pid=self.identity.pid,
-            message=message,
-            threshold_percent=self.target.threshold,
+    def _write(
+        self, event: Event, message: str, render: Optional[Render] = None, **fields: Any
+    ) -> None:
+        """render gives the fields that shrink to fit the budget, after the others."""
+        fields = {
+            "target": self.target.name,
+            "pid": self.identity.pid,
+            "threshold_percent": self.target.threshold,
             **fields,
             **({} if self.owner is None else {"owner": self.owner}),
-        )
+        }
+        _write_bounded(self.parent.writer, event, self.target.detail, message, render, fields)
 
     def _cmdline(self) -> Optional[list[str]]:
         return self.identity.cmdline[:1] if self.parent.redact_cmdline else None
 
-    def process(self) -> dict[str, Any]:
-        return process_fields(self.identity, self.target.detail, self._cmdline())
+    def process(self, limits: Limits) -> dict[str, Any]:
+        return process_fields(self.identity, self.target.detail, self._cmdline(), limits)
 
     def target_found(
         self,
@@ -214,11 +226,13 @@ class ProcessRecords:
         self._write(
             Event.TARGET_FOUND,
             f"{self.target.name}: watching pid {identity.pid} ({identity.exe or identity.name})",
-            process=self.process(),
-            cgroup_path=cgroup_path,
-            wakeups=wakeups,
-            problems=[p.to_dict() for p in problems],
-            warnings=list(warnings),
+            lambda limits: {
+                "process": self.process(limits),
+                "cgroup_path": cgroup_path,
+                "wakeups": wakeups,
+                "problems": [p.to_dict() for p in problems],
+                "warnings": list(warnings),
+            },
         )
 
     def full_snapshot(
@@ -228,14 +242,9 @@ class ProcessRecords:
         self._write(
             Event.THRESHOLD_CROSSED if crossed else Event.SNAPSHOT,
             message,
+            lambda limits: snapshot_fields(snapshot, self.target.detail, self._cmdline(), limits),
             threshold_base=self.target.threshold_base,
             measured_base=measured,
-            **snapshot_fields(
-                snapshot,
-                self.target.detail,
-                self._cmdline(),
-                budget=RECORD_BUDGET - ENVELOPE_ALLOWANCE - owner_bytes(self.owner),
-            ),
         )
 
     def sample(
@@ -282,9 +291,7 @@ class ProcessRecords:
         self._write(
             Event.TARGET_GONE,
             f"{self.target.name} pid {self.identity.pid} gone: {reason}",
-            reason=reason,
-            detail=detail,
-            process=self.process(),
+            lambda limits: {"reason": reason, "detail": detail, "process": self.process(limits)},
         )
 
     def oom_killed(
@@ -299,20 +306,16 @@ class ProcessRecords:
             f"the OOM killer{where}; "
             + ("no snapshot was taken" if age_ms is None else f"last snapshot {age_ms} ms old")
         )
-        last_fields = None
-        if last is not None:
-            # The kill section and the process come first; the snapshot gets the rest.
-            last_fields = snapshot_fields(
-                last,
-                self.target.detail,
-                self._cmdline(),
-                budget=OOM_KILLED_SNAPSHOT_BUDGET - owner_bytes(self.owner),
-            )
-            last_fields["age_ms"] = age_ms
-        self._write(
-            Event.OOM_KILLED,
-            message,
-            kill=kill.fields(),
-            process=self.process(),
-            last_snapshot=last_fields,
-        )
+
+        def render(limits: Limits) -> dict[str, Any]:
+            last_fields = None
+            if last is not None:
+                last_fields = snapshot_fields(last, self.target.detail, self._cmdline(), limits)
+                last_fields["age_ms"] = age_ms
+            return {
+                "kill": kill.fields(),
+                "process": self.process(limits),
+                "last_snapshot": last_fields,
+            }
+
+        self._write(Event.OOM_KILLED, message, render)

@@ -4,6 +4,8 @@ The snapshot is taken section by section; any read may find the process gone
 or the file denied. What was read is kept, what was not is listed in problems,
 and a final identity check throws the data away if the pid was reused by
 another process half-way through (its figures would describe a stranger).
+A process whose leader exited while other threads run is read through one of
+them (memdoor.collect.identity.live_task); its problems name that thread's files.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from memdoor.collect.cgroup import (
     read_cgroup_memory,
 )
 from memdoor.collect.connections import read_connections
-from memdoor.collect.identity import ProcessIdentity, read_identity, read_stat
+from memdoor.collect.identity import (
+    ProcessIdentity,
+    ProcessTask,
+    live_task,
+    read_identity,
+    read_stat,
+)
 from memdoor.collect.mappings import read_mappings
 from memdoor.collect.memory import (
     MemoryFigures,
@@ -85,7 +93,8 @@ def take_snapshot(
     if isinstance(stat, Unreadable):
         problems.append(stat)
         return snapshot
-    if stat.exited:
+    task = live_task(pid, stat, proc)
+    if task is None:
         # An exiting task is freeing its memory and a zombie has none left:
         # reading on would report a torn or empty process as if it were alive.
         problems.append(_exited(pid, proc, f"the process has exited ({stat.exit_stage})"))
@@ -95,31 +104,35 @@ def take_snapshot(
         return snapshot
     snapshot.identity = read_identity(pid, stat, problems, proc)
 
+    tid, where = task.tid, task.proc
     if "mappings" in sections:
-        snapshot.mappings = read_mappings(pid, problems, proc)
+        snapshot.mappings = read_mappings(tid, problems, where)
     if "memory" in sections:
-        snapshot.memory = _read_memory(pid, problems, proc)
+        snapshot.memory = _read_memory(task, problems, proc)
         if cgroups is not None:
-            snapshot.cgroup = read_process_cgroup(pid, cgroups, problems, proc)
+            snapshot.cgroup = read_process_cgroup(tid, cgroups, problems, where)
     if "oom" in sections:
-        snapshot.oom = read_oom_scores(pid, problems, proc)
+        snapshot.oom = read_oom_scores(tid, problems, where)
     if "tree" in sections:
         snapshot.tree = read_ancestry(stat.ppid, problems, proc)
     if "connections" in sections:
-        snapshot.connections = read_connections(pid, problems, proc)
+        snapshot.connections = read_connections(tid, problems, where)
 
     _check_still_same(snapshot, stat.start_ticks, proc)
     return snapshot
 
 
-def _read_memory(pid: int, problems: list[Unreadable], proc: str) -> Optional[MemoryFigures]:
+def _read_memory(
+    task: ProcessTask, problems: list[Unreadable], proc: str
+) -> Optional[MemoryFigures]:
+    """The system's figures from proc, the process's through task."""
     meminfo: Union[MemInfo, Unreadable] = read_meminfo(proc)
     if isinstance(meminfo, Unreadable):
         problems.append(meminfo)
-    status: Union[ProcStatus, Unreadable] = read_status(pid, proc)
+    status: Union[ProcStatus, Unreadable] = read_status(task.tid, task.proc)
     if isinstance(status, Unreadable):
         problems.append(status)
-    rollup = read_rollup(pid, proc)
+    rollup = read_rollup(task.tid, task.proc)
     if isinstance(rollup, Unreadable):
         problems.append(rollup)
     return build_memory_figures(
@@ -166,7 +179,7 @@ def _check_still_same(snapshot: Snapshot, start_ticks: int, proc: str) -> None:
                 after.what, after.reason, f"process exited during the snapshot: {after.detail}"
             )
         )
-    elif after.exited:
+    elif live_task(pid, after, proc) is None:
         snapshot.problems.append(
             _exited(pid, proc, f"process exited during the snapshot ({after.exit_stage})")
         )

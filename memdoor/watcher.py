@@ -16,7 +16,7 @@ import time
 from typing import Optional
 
 from memdoor.collect.cgroup import memory_cgroup_of
-from memdoor.collect.identity import ProcessIdentity
+from memdoor.collect.identity import ProcessIdentity, where_to_read
 from memdoor.collect.liveness import Liveness, Verdict, check_process
 from memdoor.collect.owner import read_ownership
 from memdoor.collect.reading import Unreadable
@@ -45,7 +45,7 @@ class ProcessWatcher:
         self.records = ProcessRecords(state.records, identity)
         self.witness = KillWitness(identity, services.kernel_log, services.neighbour_kills)
         self.tracker: Optional[LimitTracker] = None
-        self.meter = ThresholdMeter(state.target, self.pid, services.mem_total, services.proc)
+        self.meter = ThresholdMeter(state.target, self.pid, services.mem_total)
         self.evidence = EvidenceKeeper(state.target, identity, self.witness, services)
         # Through a lambda: a test may replace wake on the instance.
         self.wakeups = Wakeups(services.pressure, lambda: self.wake(), state.target)
@@ -68,7 +68,8 @@ class ProcessWatcher:
         self.records.owner = owner_dict(ownership.owner, ownership.invocation_id)
         problems = list(ownership.problems)
         if services.cgroups is not None:
-            place = memory_cgroup_of(self.pid, services.cgroups, services.proc)
+            tid, where = where_to_read(self.pid, services.proc)
+            place = memory_cgroup_of(tid, services.cgroups, where)
             if isinstance(place, Unreadable):
                 problems.append(place)
             else:
@@ -128,14 +129,12 @@ class ProcessWatcher:
         watermark = self.witness.watermark()
         identity, proc = self.identity, self.state.services.proc
         liveness = check_process(self.pid, identity.exe, identity.start_ticks, proc)
-        if liveness.verdict is not Verdict.SAME:
+        if liveness.task is None:
             self._ended(liveness)
             return 0.0
-        if liveness.stat is not None and not liveness.stat.kill_pending:
-            self.witness.seen_alive(
-                watermark, None if self.tracker is None else self.tracker.oom_kills
-            )
-        measure = self.meter.measure()
+        oom_kills = None if self.tracker is None else self.tracker.oom_kills
+        self.witness.seen(liveness.task, watermark, oom_kills)
+        measure = self.meter.measure(liveness.task)
         self.wakeups.follow_limit(self.tracker)
         if self.meter.fallback_news():
             self.records.threshold_fallback()

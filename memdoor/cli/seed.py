@@ -11,6 +11,7 @@ from typing import Optional, TextIO
 
 from memdoor.cli.output import discard_unwritten
 from memdoor.collect.cgroup import find_cgroup_mounts
+from memdoor.collect.identity import ProcessTask
 from memdoor.collect.liveness import Verdict, check_process
 from memdoor.collect.memory import read_meminfo, read_rss_kb
 from memdoor.collect.reading import Unreadable
@@ -39,7 +40,7 @@ class SeedWatch:
     def cycle(self, now: float) -> Optional[int]:
         """Print one report; return an exit code when watching must end."""
         liveness = check_process(self.pid, self.exe, self.start_ticks)
-        if liveness.verdict is not Verdict.SAME or liveness.stat is None:
+        if liveness.task is None:
             if not self.json:
                 self.out.write(report_time(now) + "\n")
             message = f"ERROR: PID {self.pid} does not match the executable name {self.exe}"
@@ -57,8 +58,8 @@ class SeedWatch:
                     }
                 )
             return EXIT_MISMATCH
-        self.start_ticks = liveness.stat.start_ticks
-        percent = self._usage_percent()
+        self.start_ticks = liveness.task.stat.start_ticks
+        percent = self._usage_percent(liveness.task)
         if percent is None or percent < self.threshold:
             self._below(now, percent)
             return None
@@ -68,9 +69,9 @@ class SeedWatch:
         self._above(snapshot, percent)
         return None
 
-    def _usage_percent(self) -> Optional[float]:
-        """Only what the threshold needs: statm and meminfo, two tiny reads."""
-        rss = read_rss_kb(self.pid)
+    def _usage_percent(self, task: ProcessTask) -> Optional[float]:
+        """Only what the threshold needs: statm (through task) and meminfo, two tiny reads."""
+        rss = read_rss_kb(task.tid, task.proc)
         meminfo = read_meminfo()
         if isinstance(rss, Unreadable) or isinstance(meminfo, Unreadable):
             return None

@@ -4,6 +4,9 @@ Checked before every cycle so a report never describes another program: the pid
 must still exist, not be exiting or a zombie, run the expected executable, and (once
 known) have the same start time — a new process that reused the pid and even
 runs the same binary is still not the one we watched.
+
+A process whose leader exited while other threads run is alive: it is checked
+and read through one of those threads (memdoor.collect.identity.live_task).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from memdoor.collect.identity import read_exe, read_stat
+from memdoor.collect.identity import ProcessTask, live_task, read_exe, read_stat
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.stat import ProcStat
 
@@ -29,8 +32,11 @@ class Verdict(enum.Enum):
 @dataclass(frozen=True)
 class Liveness:
     verdict: Verdict
+    # The process's stat (its leader's, or as a live thread shows it; see ProcessTask).
     stat: Optional[ProcStat]
     detail: str
+    # Where to read the process this tick: set exactly when the verdict is SAME.
+    task: Optional[ProcessTask] = None
 
 
 def exe_matches(actual: str, wanted: str) -> bool:
@@ -49,8 +55,10 @@ def check_process(
         if stat.reason == "vanished":
             return Liveness(Verdict.EXITED, None, f"pid {pid} no longer exists")
         return Liveness(Verdict.UNVERIFIABLE, None, f"{stat.what}: {stat.reason} ({stat.detail})")
-    if stat.exited:
+    task = live_task(pid, stat, proc)
+    if task is None:
         return Liveness(Verdict.EXITED, stat, f"pid {pid} has exited ({stat.exit_stage})")
+    stat = task.stat
     if start_ticks is not None and stat.start_ticks != start_ticks:
         return Liveness(
             Verdict.REUSED,
@@ -68,4 +76,4 @@ def check_process(
             return Liveness(
                 Verdict.EXE_MISMATCH, stat, f"pid {pid} runs {exe[0]}, not {wanted_exe}"
             )
-    return Liveness(Verdict.SAME, stat, "")
+    return Liveness(Verdict.SAME, stat, "", task)

@@ -11,8 +11,10 @@ watcher's next tick.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
+from collections.abc import Collection
 from typing import Callable, NamedTuple, Optional, Union
 
 from memdoor.collect.reading import Unreadable
@@ -25,6 +27,9 @@ from memdoor.vocabulary import monotonic_usec
 REPORT_RETENTION_SECONDS = 600.0
 
 Listener = Callable[[OomKillReport], None]
+
+# Lines about one kill are printed within this of each other (the same OOM event).
+MERGE_WINDOW_USEC = 10_000_000
 
 # The inode number of /proc/PID/ns/pid for the initial pid namespace
 # (PROC_PID_INIT_INO), fixed since Linux 3.8.
@@ -127,7 +132,10 @@ class KernelLog:
     def keep(self, report: OomKillReport, now: float) -> None:
         """File one parsed line, merged with the other lines of the same kill."""
         known = self.reports.get(report.pid)
-        if known is not None and abs(known.report.usec_since_boot - report.usec_since_boot) < 10**7:
+        if (
+            known is not None
+            and abs(known.report.usec_since_boot - report.usec_since_boot) < MERGE_WINDOW_USEC
+        ):
             report = merge_oom_reports(known.report, report)
         self.serial += 1
         self.reports[report.pid] = KeptReport(report, now, self.serial)
@@ -142,8 +150,14 @@ class KernelLog:
         name: str,
         cgroup_path: Optional[str],
         alive_after: int = 0,
+        threads: Collection[int] = (),
     ) -> Optional[OomKillReport]:
         """The kill report of this process, if the kill came after the process started.
+
+        threads are the ids of threads the process was read through since its
+        leader exited: the "Killed process" line then names the thread the killer
+        found the memory on, while the constraint line names the process itself,
+        so the two are joined here.
 
         Comparing with the start time keeps a report about an earlier process that
         had the same pid from being pinned on this one. Outside the initial pid
@@ -159,10 +173,12 @@ class KernelLog:
         """
         self.drain()
         if self.pids_are_ours:
-            kept = self.reports.get(pid)
-            if kept is None or not kept.report.killed or kept.report.usec_since_boot < started_usec:
-                return None
-            return kept.report
+            for victim in (pid, *threads):
+                kept = self.reports.get(victim)
+                report = None if kept is None else kept.report
+                if report is not None and report.killed and report.usec_since_boot >= started_usec:
+                    return self._joined(pid, report)
+            return None
         if cgroup_path is None:
             return None
         for victim, (report, _seen, serial) in self.reports.items():
@@ -177,3 +193,12 @@ class KernelLog:
                 del self.reports[victim]
                 return report
         return None
+
+    def _joined(self, pid: int, killed: OomKillReport) -> OomKillReport:
+        """A thread's kill with the constraint line the kernel printed for its process."""
+        summary = self.reports.get(pid)
+        if killed.pid == pid or summary is None:
+            return killed
+        if abs(summary.report.usec_since_boot - killed.usec_since_boot) >= MERGE_WINDOW_USEC:
+            return killed
+        return merge_oom_reports(dataclasses.replace(summary.report, pid=killed.pid), killed)

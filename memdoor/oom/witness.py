@@ -10,15 +10,20 @@ evidence (a Kill) or not (None: it just exited).
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import Optional
 
 from memdoor.collect.cgroup import MemoryCgroup
-from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity
+from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity, ProcessTask
 from memdoor.oom.counters import CgroupKillCounters
 from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NeighbourKillCounter
 from memdoor.procfs.kmsg import OomKillReport
+
+# A process's first live thread changes only when that thread exits; the kill
+# names the one that was first then, among the latest ones read through.
+THREADS_KEPT = 8
 
 
 class KillWitness:
@@ -37,6 +42,8 @@ class KillWitness:
         # The kernel log's serial when the process was last seen alive and not yet
         # sent SIGKILL: no kill report up to it can be this process's.
         self._alive_at_serial = 0
+        # The latest threads it was read through after its leader exited.
+        self._threads: deque[int] = deque(maxlen=THREADS_KEPT)
         self._report: Optional[OomKillReport] = None
 
     def watch_cgroup(self, cgroup: MemoryCgroup, oom_kills: Optional[int]) -> None:
@@ -49,12 +56,19 @@ class KillWitness:
             self._neighbour_kills.track(cgroup.directory, oom_kills)
 
     def watermark(self) -> int:
-        """Read before looking at the process: the serial a later seen_alive() stands for."""
+        """Read before looking at the process: the serial a later seen() stands for."""
         return self._kernel_log.serial
 
-    def seen_alive(self, watermark: int, oom_kills: Optional[int]) -> None:
-        """Alive and not sent SIGKILL at the watermark, the cgroup counting oom_kills
-        (its tracker's latest reading): no kill until then was this process's."""
+    def seen(self, task: ProcessTask, watermark: int, oom_kills: Optional[int]) -> None:
+        """The process was found through task: alive at watermark unless SIGKILL is
+        pending, its cgroup then counting oom_kills (its tracker's latest reading), so
+        no kill until then was this process's. A thread read through is kept, as the
+        kernel log names a process whose leader exited by the thread the killer found
+        the memory on."""
+        if task.tid != self._identity.pid and task.tid not in self._threads:
+            self._threads.append(task.tid)
+        if task.stat.kill_pending:
+            return
         self._alive_at_serial = watermark
         if self.counters is not None:
             self.counters.alive(oom_kills)
@@ -76,6 +90,7 @@ class KillWitness:
                 identity.name,
                 None if self.cgroup is None else self.cgroup.path,
                 self._alive_at_serial,
+                tuple(self._threads),
             )
         return self._report
 

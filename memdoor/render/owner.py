@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from memdoor.procfs.cgroup_owner import CgroupOwner
-from memdoor.vocabulary import compact_json
 
 
 def owner_dict(owner: CgroupOwner, invocation_id: Optional[str] = None) -> dict[str, Any]:
@@ -26,9 +25,3 @@ def owner_dict(owner: CgroupOwner, invocation_id: Optional[str] = None) -> dict[
         else {"id": container.id, "runtime": container.runtime, "monitor": container.monitor},
         "pod": None if pod is None else {"uid": pod.uid, "qos": pod.qos},
     }
-
-
-def owner_bytes(owner: Optional[dict[str, Any]]) -> int:
-    """What the section adds to a record (,"owner":{...}), for a snapshot's byte budget:
-    {"owner":{...}} less its braces, plus the comma before it."""
-    return 0 if owner is None else len(compact_json({"owner": owner}).encode()) - 1

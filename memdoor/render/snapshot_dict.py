@@ -12,6 +12,7 @@ from typing import Any, Optional
 from memdoor.collect.cgroup import CgroupFigures
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.memory import MemoryFigures
+from memdoor.collect.tree import Ancestor
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot
@@ -84,6 +85,10 @@ def mapping_dict(mapping: Mapping) -> dict[str, Any]:
     }
 
 
+def tree_list(tree: list[Ancestor]) -> list[dict[str, Any]]:
+    return [{"pid": ancestor.pid, "name": ancestor.name} for ancestor in tree]
+
+
 def connection_dict(sock: Socket) -> dict[str, Any]:
     return {
         "protocol": sock.protocol,
@@ -118,7 +123,7 @@ def snapshot_dict(
     if snapshot.oom is not None:
         data["oom"] = {"score": snapshot.oom.score, "score_adj": snapshot.oom.score_adj}
     if snapshot.tree is not None:
-        data["tree"] = [{"pid": a.pid, "name": a.name} for a in snapshot.tree]
+        data["tree"] = tree_list(snapshot.tree)
     if with_lists and snapshot.mappings is not None:
         data["mappings"] = [mapping_dict(m) for m in snapshot.mappings]
     if with_lists and snapshot.connections is not None:

@@ -20,6 +20,7 @@ from memdoor.collect.cgroup import (
     read_cgroup_memory,
     read_usage_bytes,
 )
+from memdoor.collect.identity import ProcessTask
 from memdoor.collect.memory import read_rss_kb
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
@@ -104,35 +105,34 @@ class ThresholdMeter:
         target: ResolvedTarget,
         pid: int,
         mem_total: MemTotal,
-        proc: str = "/proc",
     ) -> None:
         self.target = target
         self.pid = pid
         self.mem_total = mem_total
-        self.proc = proc
         # Set by the watcher once it found the process's cgroup.
         self.tracker: Optional[LimitTracker] = None
         self._fallback_told = False
 
-    def measure(self) -> Optional[Measure]:
+    def measure(self, task: ProcessTask) -> Optional[Measure]:
         """The figure on the target's base. "any" takes whichever of RSS against MemTotal
         and the cgroup's usage against its limit is nearer its threshold, since either
         limit can kill; "cgroup" falls back to MemTotal where no cgroup limit applies.
+        task: where the tick's liveness check found the process (its RSS is read there).
         None when a read failed: the next tick's identity check tells an exit from that."""
         base = self.target.threshold_base
         if base == "system":
-            return self._against_system()
+            return self._against_system(task)
         cgroup = self._against_cgroup()
         if base == "cgroup":
-            return cgroup or self._against_system()
-        system = self._against_system()
+            return cgroup or self._against_system(task)
+        system = self._against_system(task)
         if cgroup is None or system is None:
             return cgroup or system
         nearer, other = (cgroup, system) if cgroup.percent >= system.percent else (system, cgroup)
         return dataclasses.replace(nearer, message=f"{nearer.message} ({other.brief})")
 
-    def _against_system(self) -> Optional[Measure]:
-        rss_kb = read_rss_kb(self.pid, self.proc)
+    def _against_system(self, task: ProcessTask) -> Optional[Measure]:
+        rss_kb = read_rss_kb(task.tid, task.proc)
         total_kb = self.mem_total.kb()
         if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
             return None

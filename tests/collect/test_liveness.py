@@ -131,3 +131,37 @@ def test_real_process_with_sigkill_pending_is_still_there_but_doomed() -> None:
 def test_real_zombie_has_exited() -> None:
     with zombie() as pid:
         assert check_process(pid, "/bin/true", None).verdict is Verdict.EXITED
+
+
+def _task_stat(directory: Path, tid: int, state: str, flags: int) -> None:
+    """A thread's stat: the leader's fields with its own id, state and flags."""
+    leader = (Path(MODERN) / str(COMPLETE) / "stat").read_text()
+    text = leader.replace(f"{COMPLETE} (sleep) S", f"{tid} (sleep) {state}", 1)
+    (directory / str(tid)).mkdir(parents=True)
+    (directory / str(tid) / "stat").write_text(text.replace(" 4194304 ", f" {flags} ", 1))
+
+
+def test_a_zombie_leader_with_a_live_thread_is_alive_through_it(copied_tree: Path) -> None:
+    """pthread_exit() in the main thread: the leader is Z with PF_EXITING, and its exe
+    link and figures are gone, while a thread runs; an exiting thread does not count."""
+    process = copied_tree / str(COMPLETE)
+    stat = process / "stat"
+    stat.write_text(
+        stat.read_text().replace("(sleep) S", "(sleep) Z").replace(" 4194304 ", " 4194308 ")
+    )
+    tasks = process / "task"
+    _task_stat(tasks, COMPLETE, "Z", 4194308)
+    _task_stat(tasks, COMPLETE + 1, "R", 4194308)
+    _task_stat(tasks, COMPLETE + 2, "S", 4194368)
+    (process / "exe").rename(tasks / str(COMPLETE + 2) / "exe")
+
+    liveness = check_process(COMPLETE, "/usr/bin/sleep", 109550, str(copied_tree))
+    assert liveness.verdict is Verdict.SAME, liveness.detail
+    assert liveness.task is not None
+    assert (liveness.task.tid, liveness.task.proc) == (COMPLETE + 2, str(tasks))
+    assert liveness.stat is not None
+    assert (liveness.stat.pid, liveness.stat.state, liveness.stat.exited) == (COMPLETE, "S", False)
+
+    _task_stat(copied_tree / "gone", COMPLETE + 2, "Z", 4194372)
+    (copied_tree / "gone" / str(COMPLETE + 2) / "stat").replace(tasks / str(COMPLETE + 2) / "stat")
+    assert check_process(COMPLETE, None, None, str(copied_tree)).verdict is Verdict.EXITED

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
-from memdoor.render.bounded import RECORD_BUDGET, snapshot_fields
+from memdoor.collect.tree import Ancestor
+from memdoor.render.bounded import (
+    LEVELS,
+    RECORD_BUDGET,
+    TREE_FARTHEST,
+    TREE_NEAREST,
+    bounded_cmdline,
+    bounded_tree,
+    snapshot_fields,
+)
 from memdoor.snapshot import take_snapshot
 from tests.record_schema import validate_record
 
@@ -64,3 +73,26 @@ def test_a_huge_command_line_is_cut_and_marked(spawn_workload) -> None:
     assert body["process"]["cmdline"] == ["java", "-cp"]
     assert body["process"]["cmdline_truncated"] is True
     validate_record(envelope(body))
+
+
+def test_a_deep_tree_keeps_its_nearest_parents_and_the_end_at_pid_1() -> None:
+    tree = [Ancestor(pid, f"p{pid}") for pid in range(100, 0, -1)]
+    assert bounded_tree(tree) == (tree[:TREE_NEAREST] + tree[-TREE_FARTHEST:], 84)
+    shallow = tree[-(TREE_NEAREST + TREE_FARTHEST) :]
+    assert bounded_tree(shallow) == (shallow, 0)
+
+
+def test_the_command_line_is_bounded_in_bytes_and_in_arguments() -> None:
+    limits = LEVELS[0]
+    # 200 ten-character arguments are 2.6 KB of JSON: the byte bound holds first.
+    kept, cut = bounded_cmdline(["a" * 10] * 200, limits)
+    assert cut and len(kept) == limits.cmdline // len('"aaaaaaaaaa",')
+    # Empty arguments cost 3 bytes each: the count bound holds first.
+    kept, cut = bounded_cmdline([""] * 50_000, limits)
+    assert cut and kept == [""] * limits.arguments
+    # Bytes are counted escaped: "\x01" is six of them.
+    kept, cut = bounded_cmdline(["\x01" * 100] * 10, limits)
+    assert cut and len(kept) == 3
+    # argv[0] stays whatever its size (record_fields cuts it like any long string).
+    assert bounded_cmdline(["x" * 5000, "y"], limits) == (["x" * 5000], True)
+    assert bounded_cmdline(["java", "Main"], limits) == (["java", "Main"], False)

@@ -8,9 +8,8 @@ import pytest
 
 from memdoor.procfs.cgroup_owner import NOBODY, parse_cgroup_owner
 from memdoor.render.ecs import to_ecs
-from memdoor.render.owner import owner_bytes, owner_dict
+from memdoor.render.owner import owner_dict
 from memdoor.sinks.journal_fields import journal_fields
-from memdoor.vocabulary import compact_json
 
 ID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904e7b2b13a2d5f4dcc7c2b0e3a"
 UID = "0f5c4a9e-1b2c-4d3e-8f9a-0123456789ab"
@@ -41,13 +40,6 @@ def test_every_key_is_there_null_where_the_path_says_nothing() -> None:
         "container": None,
         "pod": None,
     }
-
-
-def test_owner_bytes_is_what_the_section_adds_to_a_record() -> None:
-    owner = owner_dict(parse_cgroup_owner("/system.slice/nginx.service"), INVOCATION)
-    with_owner = compact_json({"a": 1, "owner": owner})
-    assert len(with_owner.encode()) - len(compact_json({"a": 1}).encode()) == owner_bytes(owner)
-    assert owner_bytes(None) == 0
 
 
 @pytest.mark.parametrize(
