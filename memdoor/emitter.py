@@ -22,6 +22,7 @@ from memdoor.messages import human_kb
 from memdoor.oom.kill import Kill
 from memdoor.oom.kmsg_reader import KmsgLosses
 from memdoor.oom.nearby import NearbyKill
+from memdoor.process_text import note_escaped
 from memdoor.render.bounded import (
     ENVELOPE_ALLOWANCE,
     RECORD_BUDGET,
@@ -203,7 +204,7 @@ class ProcessRecords:
             Event.TARGET_FOUND,
             f"{self.target.name}: watching pid {identity.pid} ({identity.exe or identity.name})",
             process=self.process(),
-            cgroup_path=cgroup_path,
+            **note_escaped({"cgroup_path": cgroup_path}),
             wakeups=wakeups,
             problems=[p.to_dict() for p in problems],
         )

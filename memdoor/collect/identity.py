@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from memdoor.collect.reading import Unreadable, read_bytes, read_link, read_parsed, read_text
+from memdoor.process_text import decode, to_bytes
 from memdoor.procfs.cmdline import parse_cmdline
 from memdoor.procfs.stat import ProcStat, parse_stat
 from memdoor.vocabulary import decimal
@@ -50,12 +51,16 @@ def boot_time(proc: str = "/proc") -> Optional[float]:
 
 
 def read_exe(pid: int, proc: str = "/proc") -> Union[tuple[str, bool], Unreadable]:
-    """The executable path and whether it was deleted (replaced by a package upgrade)."""
+    """The executable path and whether it was deleted (replaced by a package upgrade).
+
+    The path is in memdoor.process_text's form; the suffix comes off its bytes,
+    so a path in the escaped form stays in it.
+    """
     link = read_link(f"{proc}/{pid}/exe")
     if isinstance(link, Unreadable):
         return link
     if link.endswith(DELETED_SUFFIX):
-        return link[: -len(DELETED_SUFFIX)], True
+        return decode(to_bytes(link)[: -len(DELETED_SUFFIX)]), True
     return link, False
 
 

@@ -2,7 +2,8 @@
 
 The daemon's records, the seed command's --format json and the journal field
 all come from here, so a field means the same thing everywhere and the JSON
-Schema describes one structure.
+Schema describes one structure. Each object holding text a process chose
+lists in `escaped` the keys whose text is in memdoor.process_text's escaped form.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Optional
 from memdoor.collect.cgroup import CgroupFigures
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.memory import MemoryFigures
+from memdoor.process_text import note_escaped
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot
@@ -19,16 +21,18 @@ from memdoor.vocabulary import rfc3339
 
 
 def process_dict(identity: ProcessIdentity, cmdline: Optional[list[str]]) -> dict[str, Any]:
-    return {
-        "pid": identity.pid,
-        "ppid": identity.ppid,
-        "name": identity.name,
-        "exe": identity.exe,
-        "exe_deleted": identity.exe_deleted,
-        "cmdline": identity.cmdline if cmdline is None else cmdline,
-        "start_ticks": identity.start_ticks,
-        "started_at": None if identity.started_at is None else rfc3339(identity.started_at),
-    }
+    return note_escaped(
+        {
+            "pid": identity.pid,
+            "ppid": identity.ppid,
+            "name": identity.name,
+            "exe": identity.exe,
+            "exe_deleted": identity.exe_deleted,
+            "cmdline": identity.cmdline if cmdline is None else cmdline,
+            "start_ticks": identity.start_ticks,
+            "started_at": None if identity.started_at is None else rfc3339(identity.started_at),
+        }
+    )
 
 
 def memory_dict(memory: MemoryFigures) -> dict[str, Any]:
@@ -55,33 +59,37 @@ def _kb(value: Optional[int]) -> Optional[int]:
 
 def cgroup_dict(cgroup: CgroupFigures) -> dict[str, Any]:
     percent = cgroup.usage_percent
-    return {
-        "version": cgroup.place.version,
-        "path": cgroup.place.path,
-        "usage_kb": _kb(cgroup.usage_bytes),
-        "limit_kb": _kb(cgroup.limit_bytes),
-        "limit_path": cgroup.limit_path,
-        "limit_usage_kb": _kb(cgroup.limit_usage_bytes),
-        "usage_percent": None if percent is None else round(percent, 2),
-        "high_kb": _kb(cgroup.high_bytes),
-        "oom_kill": cgroup.oom_counters.get("oom_kill"),
-        "oom_counters": dict(cgroup.oom_counters),
-        "stat": dict(cgroup.stat or {}),
-    }
+    return note_escaped(
+        {
+            "version": cgroup.place.version,
+            "path": cgroup.place.path,
+            "usage_kb": _kb(cgroup.usage_bytes),
+            "limit_kb": _kb(cgroup.limit_bytes),
+            "limit_path": cgroup.limit_path,
+            "limit_usage_kb": _kb(cgroup.limit_usage_bytes),
+            "usage_percent": None if percent is None else round(percent, 2),
+            "high_kb": _kb(cgroup.high_bytes),
+            "oom_kill": cgroup.oom_counters.get("oom_kill"),
+            "oom_counters": dict(cgroup.oom_counters),
+            "stat": dict(cgroup.stat or {}),
+        }
+    )
 
 
 def mapping_dict(mapping: Mapping) -> dict[str, Any]:
-    return {
-        "start": f"{mapping.start:016x}",
-        "end": f"{mapping.end:016x}",
-        "size_kb": mapping.size_kb,
-        "rss_kb": mapping.rss_kb,
-        "perms": mapping.perms,
-        "offset": mapping.offset,
-        "dev": mapping.dev,
-        "inode": mapping.inode,
-        "path": mapping.path,
-    }
+    return note_escaped(
+        {
+            "start": f"{mapping.start:016x}",
+            "end": f"{mapping.end:016x}",
+            "size_kb": mapping.size_kb,
+            "rss_kb": mapping.rss_kb,
+            "perms": mapping.perms,
+            "offset": mapping.offset,
+            "dev": mapping.dev,
+            "inode": mapping.inode,
+            "path": mapping.path,
+        }
+    )
 
 
 def connection_dict(sock: Socket) -> dict[str, Any]:
@@ -118,7 +126,7 @@ def snapshot_dict(
     if snapshot.oom is not None:
         data["oom"] = {"score": snapshot.oom.score, "score_adj": snapshot.oom.score_adj}
     if snapshot.tree is not None:
-        data["tree"] = [{"pid": a.pid, "name": a.name} for a in snapshot.tree]
+        data["tree"] = [note_escaped({"pid": a.pid, "name": a.name}) for a in snapshot.tree]
     if with_lists and snapshot.mappings is not None:
         data["mappings"] = [mapping_dict(m) for m in snapshot.mappings]
     if with_lists and snapshot.connections is not None:
