@@ -18,7 +18,9 @@ lost:
   and systemd write them), each backslash is doubled, and the valid parts are
   their text. The value is an :class:`EscapedText`, and a record object
   holding one lists its key in ``escaped``, so a reader knows the value is in
-  that form and can turn it back into the exact bytes (:func:`to_bytes`).
+  that form and can turn it back into the exact bytes (:func:`to_bytes`). In
+  a list (argv) listed there, every item is in the escaped form, so a reader
+  need not guess which ones are.
 
 Control characters are kept as they are in this form: JSON escapes them, and
 the journal's native protocol carries any value as one field. Where text is
@@ -136,9 +138,17 @@ def escaped_keys(data: dict[str, Any]) -> list[str]:
     return [key for key, value in data.items() if _holds_escaped(value)]
 
 
+def _escaped_form(text: str) -> str:
+    return text if isinstance(text, EscapedText) else text.replace("\\", "\\\\")
+
+
 def note_escaped(data: dict[str, Any]) -> dict[str, Any]:
-    """data, with ``escaped`` listing its escaped keys when it has any."""
+    """data, with ``escaped`` listing its escaped keys when it has any, and each list
+    among them written wholly in the escaped form (a new list: the caller's stays)."""
     keys = escaped_keys(data)
+    for key in keys:
+        if isinstance(data[key], list):
+            data[key] = [_escaped_form(item) for item in data[key]]
     if keys:
         data[ESCAPED] = keys
     return data

@@ -132,12 +132,20 @@ def test_printable_output_is_one_inert_line(text: str) -> None:
 
 
 def test_escaped_keys_name_the_values_and_lists_in_the_escaped_form() -> None:
-    data = {
-        "name": decode(b"caf\xe9"),
-        "exe": "/usr/bin/plain",
-        "cmdline": ["plain", decode(b"\xff")],
-        "pid": 7,
-    }
+    argv = ["plain", "back\\slash", decode(b"\xff")]
+    data = {"name": decode(b"caf\xe9"), "exe": "/usr/bin/plain", "cmdline": argv, "pid": 7}
     assert escaped_keys(data) == ["name", "cmdline"]
-    assert note_escaped(data)[ESCAPED] == ["name", "cmdline"]
+
+    noted = note_escaped(data)
+
+    assert noted[ESCAPED] == ["name", "cmdline"]
+    # A listed list is wholly in the escaped form: each item gives back its bytes.
+    assert [str(item) for item in noted["cmdline"]] == ["plain", "back\\\\slash", "\\xff"]
+    assert [to_bytes(EscapedText(item)) for item in noted["cmdline"]] == [
+        b"plain",
+        b"back\\slash",
+        b"\xff",
+    ]
+    assert argv == ["plain", "back\\slash", decode(b"\xff")]
+    assert noted["exe"] == "/usr/bin/plain"
     assert ESCAPED not in note_escaped({"name": "plain", "cmdline": ["a", "b\\x41"]})
