@@ -107,6 +107,21 @@ def to_bytes(text: str) -> bytes:
     return bytes(raw)
 
 
+def cut(text: str, limit: int) -> str:
+    """text's first limit characters at most, in its own form: never half an escape
+    sequence, whose pieces would read as other bytes, and escaped only if still needed."""
+    if len(text) <= limit:
+        return text
+    if not isinstance(text, EscapedText):
+        return text[:limit]
+    end = limit
+    # From the start: a backslash begins a sequence only at the right alignment.
+    for match in _ESCAPE_SEQUENCE.finditer(text, 0, limit + 3):
+        if match.start() < limit < match.end():
+            end = match.start()
+    return decode(to_bytes(EscapedText(text[:end])))
+
+
 def to_os(text: str) -> str:
     """The path text stands for, as Python's os functions take it (for I/O only)."""
     return os.fsdecode(to_bytes(text))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from memdoor.process_text import (
     ESCAPED,
     EscapedText,
+    cut,
     decode,
     escaped_keys,
     from_os,
@@ -149,3 +150,29 @@ def test_escaped_keys_name_the_values_and_lists_in_the_escaped_form() -> None:
     assert argv == ["plain", "back\\slash", decode(b"\xff")]
     assert noted["exe"] == "/usr/bin/plain"
     assert ESCAPED not in note_escaped({"name": "plain", "cmdline": ["a", "b\\x41"]})
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "kept"),
+    [
+        (b"\xe9\xe9\xe9", 5, b"\xe9"),
+        (b"\xe9\xe9\xe9", 8, b"\xe9\xe9"),
+        (b"a\\b\xff", 2, b"a"),
+        (b"a\\b\xff", 3, b"a\\"),
+        (b"plain", 3, b"pla"),
+    ],
+)
+def test_cut_never_splits_an_escape_sequence(raw: bytes, limit: int, kept: bytes) -> None:
+    assert to_bytes(cut(decode(raw), limit)) == kept
+
+
+@fuzz
+@given(st.binary(), st.integers(0, 100))
+def test_cut_keeps_a_prefix_of_the_bytes_within_the_limit(raw: bytes, limit: int) -> None:
+    text = decode(raw)
+    kept = cut(text, limit)
+    assert len(kept) <= limit
+    assert raw.startswith(to_bytes(kept))
+    if type(text) is str:
+        assert kept == text[:limit]
+    assert kept == decode(to_bytes(kept))

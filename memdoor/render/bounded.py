@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from memdoor.collect.identity import ProcessIdentity
+from memdoor.process_text import cut
 from memdoor.render.snapshot_dict import process_dict, snapshot_dict
 from memdoor.render.summary import summarize_connections, summarize_mappings
 from memdoor.snapshot import Snapshot
@@ -45,7 +46,7 @@ def bounded_cmdline(cmdline: list[str]) -> tuple[list[str], bool]:
     used = 0
     for arg in cmdline:
         if used + len(arg) > MAX_CMDLINE_CHARS:
-            return kept or [arg[:MAX_CMDLINE_CHARS]], True
+            return kept or [cut(arg, MAX_CMDLINE_CHARS)], True
         kept.append(arg)
         used += len(arg)
     return kept, False

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from memdoor.collect.cgroup import CgroupFigures
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.memory import MemoryFigures
-from memdoor.process_text import note_escaped
+from memdoor.process_text import ESCAPED, EscapedText, note_escaped
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot
@@ -77,19 +77,21 @@ def cgroup_dict(cgroup: CgroupFigures) -> dict[str, Any]:
 
 
 def mapping_dict(mapping: Mapping) -> dict[str, Any]:
-    return note_escaped(
-        {
-            "start": f"{mapping.start:016x}",
-            "end": f"{mapping.end:016x}",
-            "size_kb": mapping.size_kb,
-            "rss_kb": mapping.rss_kb,
-            "perms": mapping.perms,
-            "offset": mapping.offset,
-            "dev": mapping.dev,
-            "inode": mapping.inode,
-            "path": mapping.path,
-        }
-    )
+    data: dict[str, Any] = {
+        "start": f"{mapping.start:016x}",
+        "end": f"{mapping.end:016x}",
+        "size_kb": mapping.size_kb,
+        "rss_kb": mapping.rss_kb,
+        "perms": mapping.perms,
+        "offset": mapping.offset,
+        "dev": mapping.dev,
+        "inode": mapping.inode,
+        "path": mapping.path,
+    }
+    # Only the path is the process's choice; checked alone, as there may be 20,000.
+    if isinstance(mapping.path, EscapedText):
+        data[ESCAPED] = ["path"]
+    return data
 
 
 def connection_dict(sock: Socket) -> dict[str, Any]:

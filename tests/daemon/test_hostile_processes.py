@@ -158,6 +158,10 @@ def test_every_record_is_strict_utf8_json_and_gives_the_bytes_back(tmp_path: Pat
         summary = first(records, f"{name}-summary", "threshold_crossed")
         assert text_bytes(summary["process"], "name") == process.comm
         assert text_bytes(summary["process"], "exe") == process.exe
+        # A summary keeps whole arguments while they fit, the last one perhaps cut.
+        kept = text_bytes(summary["process"], "cmdline")
+        assert kept[:-1] == process.cmdline[: len(kept) - 1]
+        assert process.cmdline[len(kept) - 1].startswith(kept[-1])
 
 
 def journal_records(export: bytes) -> Records:

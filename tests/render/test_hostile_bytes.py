@@ -31,6 +31,7 @@ from memdoor.process_text import decode
 from memdoor.procfs.kmsg import merge_oom_reports, parse_kmsg_record, parse_oom_kill
 from memdoor.records import RecordLog
 from memdoor.render.bounded import snapshot_fields
+from memdoor.render.ecs import ecs_formatter
 from memdoor.render.seed_text import full_report
 from memdoor.render.snapshot_dict import cgroup_dict
 from memdoor.sinks.journal_fields import journal_fields
@@ -148,6 +149,7 @@ def test_any_process_bytes_reach_json_the_journal_and_the_report_intact(
         (parsed,) = strict_json_lines(line.encode("utf-8") + b"\n")
         validate_record(parsed)
         journal_entry(line, record)
+        strict_json_lines(ecs_formatter("web-3")(record).encode("utf-8") + b"\n")
         process = parsed["process"]
         assert text_bytes(process, "name") == comm
         assert text_bytes(process, "exe") == exe.removesuffix(b" (deleted)")
