@@ -4,9 +4,9 @@ Column widths follow the seed's printf formats so existing readers (and eyes)
 keep working; sections the seed grew later (USS, page tables, process tree,
 IPv6, unreadable files) are added in the same style.
 
-Names, paths and the command line come from the watched process, which can put
-a newline and a forged "ERROR: PID 1 ..." line in its name, or a sequence that
-clears the terminal. Every line goes out through
+Names and paths come from the watched process, which can put a newline and a
+forged "ERROR: PID 1 ..." line in its name, or a sequence that clears the
+terminal. Every line goes out through
 memdoor.process_text.printable: one line each, control characters escaped.
 """
 
