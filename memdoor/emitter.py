@@ -23,6 +23,7 @@ from memdoor.messages import human_kb
 from memdoor.oom.kill import Kill
 from memdoor.oom.kmsg_reader import KmsgLosses
 from memdoor.oom.nearby import NearbyKill
+from memdoor.process_text import note_escaped
 from memdoor.procfs.cgroup_owner import parse_cgroup_owner
 from memdoor.render.bounded import (
     Limits,
@@ -228,7 +229,7 @@ class ProcessRecords:
             f"{self.target.name}: watching pid {identity.pid} ({identity.exe or identity.name})",
             lambda limits: {
                 "process": self.process(limits),
-                "cgroup_path": cgroup_path,
+                **note_escaped({"cgroup_path": cgroup_path}),
                 "wakeups": wakeups,
                 "problems": [p.to_dict() for p in problems],
                 "warnings": list(warnings),

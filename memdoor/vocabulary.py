@@ -37,8 +37,22 @@ def rfc3339(epoch: float) -> str:
 
 
 def compact_json(value: Any) -> str:
-    """One line, no spaces, text as UTF-8 rather than \\u escapes: what every record is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """One line, no spaces, text as UTF-8 rather than \\u escapes: what every record is.
+
+    Always encodable as UTF-8. Text a process chose never holds a lone surrogate
+    (memdoor.process_text decodes it where it is read), but a path an operator
+    passed in argv can; a record holding one is written with every non-ASCII
+    character as a \\u escape instead, which is valid JSON, rather than be lost
+    to an encoding error in a sink.
+    """
+    line = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    if line.isascii():
+        return line
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return line
 
 
 def monotonic_usec() -> int:

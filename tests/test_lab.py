@@ -19,6 +19,7 @@ from memdoor.lab.workload_parent import start_workload
 
 LAB_MODULES = (
     "memdoor.lab.daemon_process",
+    "memdoor.lab.hostile",
     "memdoor.lab.memory_cgroup",
     "memdoor.lab.private_journald",
     "memdoor.lab.workload",

@@ -15,6 +15,7 @@ from memdoor.collect.identity import ProcessTask
 from memdoor.collect.liveness import Verdict, check_process
 from memdoor.collect.memory import read_meminfo, read_rss_kb
 from memdoor.collect.reading import Unreadable
+from memdoor.process_text import from_os
 from memdoor.render.seed_text import below_threshold_report, full_report, report_time
 from memdoor.render.snapshot_dict import snapshot_dict
 from memdoor.snapshot import Snapshot, take_snapshot
@@ -29,7 +30,9 @@ class SeedWatch:
 
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
         self.pid: int = args.pid
-        self.exe: str = args.exename
+        # In the form /proc/PID/exe is read in (memdoor.process_text), so a path
+        # that is not UTF-8 still matches, and prints as valid text.
+        self.exe: str = from_os(args.exename)
         self.threshold: int = args.memory_pressure_threshold
         self.json = args.format == "json"
         self.out = out

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional, TypeVar, Union
 
 from memdoor.collect.reading import Unreadable, malformed, read_parsed, read_text
+from memdoor.process_text import from_os, to_os
 from memdoor.procfs.cgroup import (
     CgroupMount,
     CgroupVersion,
@@ -76,7 +77,9 @@ class MemoryCgroup:
 
     top is the mount's directory: the highest cgroup visible from here, where
     walks towards the root stop. path is the process's cgroup as /proc/PID/cgroup
-    names it.
+    names it. A cgroup's name is any bytes its creator chose: path is text in
+    memdoor.process_text's form, for records; directory and top are what the
+    os functions take (surrogateescape), for reading files and nothing else.
     """
 
     version: CgroupVersion
@@ -93,13 +96,14 @@ class MemoryCgroup:
         name is this cgroup's path minus its part below the mount point.
         """
         own_relative = os.path.relpath(self.directory, self.top)
-        mount_name = self.path
-        if own_relative != "." and self.path.endswith("/" + own_relative):
-            mount_name = self.path[: -len(own_relative) - 1] or "/"
+        path = to_os(self.path)
+        mount_name = path
+        if own_relative != "." and path.endswith("/" + own_relative):
+            mount_name = path[: -len(own_relative) - 1] or "/"
         elif own_relative != ".":
             mount_name = "/"
         relative = os.path.relpath(directory, self.top)
-        return mount_name if relative == "." else posixpath.join(mount_name, relative)
+        return from_os(mount_name if relative == "." else posixpath.join(mount_name, relative))
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,7 @@ def memory_cgroup_of(
     if not matching:
         return malformed(what, f"no line for the cgroup v{version} memory hierarchy")
     path = matching[0].path
-    relative = relative_to_mount_root(path, mount.root)
+    relative = relative_to_mount_root(to_os(path), mount.root)
     if relative is None:
         return Unreadable(
             what, "error", f"cgroup {path} is not below {mount.root}, the root mounted here"
@@ -345,7 +349,8 @@ def _read_counters(cg: MemoryCgroup) -> Union[tuple[dict[str, int], str], Unread
         path = os.path.join(cg.directory, name)
         counters = read_parsed(path, parse_flat_keyed)
         if not isinstance(counters, Unreadable):
-            return counters, path
+            # Named in records (cgroup_counter_file), never opened again.
+            return counters, from_os(path)
         if counters.reason != "vanished":
             return counters
         missing = counters

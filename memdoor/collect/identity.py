@@ -31,6 +31,7 @@ from memdoor.collect.reading import (
     read_parsed,
     read_text,
 )
+from memdoor.process_text import decode, to_bytes
 from memdoor.procfs.cmdline import parse_cmdline
 from memdoor.procfs.stat import ProcStat, parse_stat
 from memdoor.vocabulary import decimal
@@ -126,6 +127,8 @@ def read_exe(pid: int, proc: str = "/proc") -> Union[tuple[str, bool], Unreadabl
     """The executable path and whether it was deleted (replaced by a package upgrade).
 
     A leader that exited while its threads run has no exe link; a live thread has.
+    The path is in memdoor.process_text's form; the suffix comes off its bytes,
+    so a path in the escaped form stays in it.
     """
     link = read_link(f"{proc}/{pid}/exe")
     if isinstance(link, Unreadable) and link.reason == "vanished":
@@ -135,7 +138,7 @@ def read_exe(pid: int, proc: str = "/proc") -> Union[tuple[str, bool], Unreadabl
     if isinstance(link, Unreadable):
         return link
     if link.endswith(DELETED_SUFFIX):
-        return link[: -len(DELETED_SUFFIX)], True
+        return decode(to_bytes(link)[: -len(DELETED_SUFFIX)]), True
     return link, False
 
 

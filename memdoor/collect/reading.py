@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Callable, Literal, TypeVar, Union
+from typing import Any, Callable, Literal, TypeVar, Union
 
+from memdoor.process_text import from_os, note_escaped
 from memdoor.procfs.errors import ParseError
 
 T = TypeVar("T")
@@ -30,14 +31,22 @@ _DENIED_ERRNOS = {errno.EACCES, errno.EPERM}
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A file or section that could not be read, kept so the record can say so."""
+    """A file or section that could not be read, kept so the record can say so.
+
+    what and detail often name a path built from what a process chose (its
+    cgroup's directory), so they are made valid text here, whoever built them.
+    """
 
     what: str
     reason: Reason
     detail: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"what": self.what, "reason": self.reason, "detail": self.detail}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "what", from_os(self.what))
+        object.__setattr__(self, "detail", from_os(self.detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        return note_escaped({"what": self.what, "reason": self.reason, "detail": self.detail})
 
 
 def unreadable_from_oserror(what: str, exc: OSError) -> Unreadable:
@@ -98,8 +107,10 @@ def read_text(path: str) -> Union[str, Unreadable]:
 
 
 def read_link(path: str) -> Union[str, Unreadable]:
+    """A symlink's target (an executable, a file a process opened) as memdoor.process_text
+    writes any name a process chose."""
     try:
-        return os.readlink(path)
+        return from_os(os.readlink(path))
     except OSError as exc:
         return unreadable_from_oserror(path, exc)
 

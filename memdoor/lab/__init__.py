@@ -9,6 +9,8 @@
   read back.
 - :mod:`memdoor.lab.private_journald`: a systemd-journald of our own, in a private
   mount namespace, leaving the host's journal alone.
+- :mod:`memdoor.lab.hostile`: a process whose name, argv, mapped files, exe and
+  cgroup are bytes chosen to break whatever reports on it.
 
 They live in the package, not beside the tests, because more than the tests need them:
 the benchmarks anyone can run make real OOM kills and real journals with them, without

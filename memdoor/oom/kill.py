@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from memdoor.oom.kernel_log import wall_time_of
+from memdoor.process_text import note_escaped
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.vocabulary import rfc3339
 
@@ -67,4 +68,4 @@ class Kill:
             cgroup_oom_kill_after=self.counter_after,
             cgroup_counter_file=self.counter_file,
         )
-        return data
+        return note_escaped(data)

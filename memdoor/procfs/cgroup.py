@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from memdoor.process_text import from_os
 from memdoor.procfs.errors import ParseError
 from memdoor.vocabulary import decimal
 
@@ -72,10 +73,12 @@ def parse_proc_cgroup(text: str) -> list[CgroupEntry]:
     """Parse /proc/PID/cgroup ("ID:controller,list:/path" per line).
 
     The path is split off at the second colon only, because cgroup names may
-    contain colons.
+    contain colons. A name is any bytes but "/" and a newline (the kernel
+    refuses a newline), so lines end at newlines alone and the path is decoded
+    by memdoor.process_text; text is the file read with surrogateescape.
     """
     entries = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if not line:
             continue
         parts = line.split(":", 2)
@@ -83,7 +86,7 @@ def parse_proc_cgroup(text: str) -> list[CgroupEntry]:
         if hierarchy is None or not parts[2].startswith("/"):
             raise ParseError(f"cgroup: expected 'ID:controllers:/path', got {line[:120]!r}")
         controllers = tuple(name for name in parts[1].split(",") if name)
-        entries.append(CgroupEntry(hierarchy, controllers, parts[2]))
+        entries.append(CgroupEntry(hierarchy, controllers, from_os(parts[2])))
     if not entries:
         raise ParseError("cgroup: no entries")
     return entries
@@ -102,7 +105,8 @@ def parse_mountinfo_cgroups(text: str) -> list[CgroupMount]:
     separator is searched for rather than counted.
     """
     mounts = []
-    for line in text.splitlines():
+    # The kernel escapes only space, tab, newline and backslash in the paths.
+    for line in text.split("\n"):
         if not line:
             continue
         fields = line.split(" ")

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from memdoor.process_text import EscapedText, decode, to_bytes
 from memdoor.procfs.errors import ParseError
 
 # The kernel itself logs with facility 0 (LOG_KERN). A write to /dev/kmsg without
@@ -120,17 +121,32 @@ class OomKillReport:
 def _unescape(text: str) -> str:
     """Undo the kernel's \\xNN escaping of non-printable bytes and of the backslash.
 
-    The kernel escapes every byte outside printable ASCII, so the escaped bytes
-    are decoded as UTF-8 the way the rest of memdoor decodes kernel text:
-    invalid sequences survive as surrogates instead of failing the record.
+    The kernel escapes every byte outside printable ASCII, task names and
+    cgroup paths included, whatever bytes their owners chose; the bytes are
+    decoded the way memdoor decodes every such name (memdoor.process_text).
     """
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError as exc:
         raise ParseError(f"kmsg: not text read from /dev/kmsg: {exc}") from None
-    return _ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), raw).decode(
-        "utf-8", "surrogateescape"
-    )
+    return decode(_ESCAPE.sub(lambda match: bytes([int(match.group(1), 16)]), raw))
+
+
+def _own(match: re.Match[str], group: str) -> str:
+    """A name or cgroup path cut out of a message, decoded on its own bytes.
+
+    In a message in the escaped form every backslash is doubled, the name's own
+    included; the same name read from /proc is in that form only if its own
+    bytes need it. A kill is matched to a process by comparing the two.
+    """
+    piece: str = match.group(group)
+    if not isinstance(match.string, EscapedText):
+        return piece
+    return decode(to_bytes(EscapedText(piece)))
+
+
+def _own_optional(match: re.Match[str], group: str) -> Optional[str]:
+    return None if match.group(group) is None else _own(match, group)
 
 
 def parse_kmsg_record(line: str) -> KmsgRecord:
@@ -175,7 +191,7 @@ def _killed_report(match: re.Match[str], usec: int) -> OomKillReport:
     uid = match.group("uid")
     return OomKillReport(
         pid=int(match.group("pid")),
-        name=match.group("name"),
+        name=_own(match, "name"),
         evidence=("killed",),
         usec_since_boot=usec,
         cgroup_kill=_cgroup_kill_from_context(match.group("context")),
@@ -193,14 +209,14 @@ def _constraint_report(match: re.Match[str], usec: int) -> OomKillReport:
     constraint = match.group("constraint")
     return OomKillReport(
         pid=int(match.group("pid")),
-        name=match.group("name"),
+        name=_own(match, "name"),
         evidence=("constraint",),
         usec_since_boot=usec,
         cgroup_kill=constraint == "CONSTRAINT_MEMCG",
         uid=int(match.group("uid")),
         constraint=constraint,
-        oom_memcg=match.group("oom_memcg"),
-        task_memcg=match.group("task_memcg"),
+        oom_memcg=_own_optional(match, "oom_memcg"),
+        task_memcg=_own_optional(match, "task_memcg"),
     )
 
 
@@ -223,7 +239,7 @@ def parse_oom_kill(record: KmsgRecord) -> Optional[OomKillReport]:
     if selected:
         return OomKillReport(
             pid=int(selected.group("pid")),
-            name=selected.group("name"),
+            name=_own(selected, "name"),
             evidence=("selected",),
             usec_since_boot=usec,
             cgroup_kill=_cgroup_kill_from_context(selected.group("context")),
@@ -232,7 +248,7 @@ def parse_oom_kill(record: KmsgRecord) -> Optional[OomKillReport]:
     if sharing:
         return OomKillReport(
             pid=int(sharing.group("pid")),
-            name=sharing.group("name"),
+            name=_own(sharing, "name"),
             evidence=("killed",),
             usec_since_boot=usec,
         )

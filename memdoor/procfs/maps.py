@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Optional
 
+from memdoor.process_text import EscapedText, decode
 from memdoor.procfs.errors import ParseError
 
 
@@ -57,11 +58,15 @@ class Names(dict[bytes, str]):
     A process's mappings repeat a handful of permissions and devices and a few
     hundred paths, so looking the bytes up is cheaper than decoding every
     field. The strings are interned: the daemon keeps a snapshot of every
-    watched process, and the same libraries repeat across all of them.
+    watched process, and the same libraries repeat across all of them. A path
+    is the name of a file the process mapped, any bytes it chose, so it is
+    decoded by memdoor.process_text (an EscapedText, which sys.intern refuses,
+    stays as it is).
     """
 
     def __missing__(self, raw: bytes) -> str:
-        text = self[raw] = sys.intern(raw.decode("utf-8", "surrogateescape"))
+        text = decode(raw)
+        self[raw] = text = text if isinstance(text, EscapedText) else sys.intern(text)
         return text
 
 

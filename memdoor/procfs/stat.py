@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memdoor.process_text import from_os
 from memdoor.procfs.errors import ParseError
 
 # include/linux/sched.h: set by do_exit() before it frees the task's memory.
@@ -68,7 +69,11 @@ _STATE, _PPID, _FLAGS, _STARTTIME, _SIGNAL = 0, 1, 6, 19, 28
 
 
 def parse_stat(text: str) -> ProcStat:
-    """Split on the last ')' because comm may itself contain ')' and spaces."""
+    """Split on the last ')' because comm may itself contain ')' and spaces.
+
+    comm is whatever bytes the process set (prctl PR_SET_NAME), so it is decoded
+    by memdoor.process_text; text is this file read with surrogateescape.
+    """
     open_paren = text.find("(")
     close_paren = text.rfind(")")
     if open_paren < 1 or close_paren < open_paren:
@@ -82,7 +87,7 @@ def parse_stat(text: str) -> ProcStat:
     try:
         return ProcStat(
             pid=int(pid_text),
-            comm=text[open_paren + 1 : close_paren],
+            comm=from_os(text[open_paren + 1 : close_paren]),
             state=rest[_STATE],
             ppid=int(rest[_PPID]),
             start_ticks=int(rest[_STARTTIME]),

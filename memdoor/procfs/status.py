@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from memdoor.process_text import from_os
 from memdoor.procfs.errors import ParseError
 from memdoor.vocabulary import decimal
 
@@ -56,11 +57,14 @@ def parse_status(text: str) -> ProcStatus:
 
     The kernel ends every line with a newline. Text that does not was cut short,
     and its last line could be a cut-off PPid or Name that still looks valid.
+    Lines end at newlines only: the process's name may hold other characters
+    str.splitlines() breaks at (U+0085, U+2028, ...), and the part after one
+    would be read as a line of its own.
     """
     if text and not text.endswith("\n"):
         raise ParseError("status: last line has no newline (read cut short)")
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         key, sep, value = line.partition(":")
         if sep:
             values[key] = value.strip()
@@ -70,8 +74,9 @@ def parse_status(text: str) -> ProcStatus:
         attr: (_kb(values[key], key) if key in values else None) for key, attr in _KB_FIELDS.items()
     }
     return ProcStatus(
-        # The kernel escapes newlines and backslashes in Name; keep it as printed.
-        name=values["Name"],
+        # The kernel escapes newlines and backslashes in Name; keep it as printed,
+        # decoded as every name a process chooses is (memdoor.process_text).
+        name=from_os(values["Name"]),
         ppid=_optional_int(values.get("PPid"), "PPid"),
         uid=_optional_int(values["Uid"].split()[0] if values.get("Uid") else None, "Uid"),
         threads=_optional_int(values.get("Threads"), "Threads"),

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.tree import Ancestor
 from memdoor.events import EVENTS, Event
+from memdoor.process_text import splice
 from memdoor.render.ecs import to_ecs
 from memdoor.render.snapshot_dict import process_dict, snapshot_dict, tree_list
 from memdoor.render.summary import summarize_connections, summarize_mappings
@@ -85,7 +86,8 @@ def _char_size(char: str) -> int:
 
 def cut_text(text: str, limit: int) -> str:
     """text if its encoded form (without quotes) takes at most limit bytes, else its
-    head and tail around an ellipsis within limit: both ends of a path name it."""
+    head and tail around an ellipsis within limit: both ends of a path name it. Text
+    in memdoor.process_text's escaped form is never cut inside an escape sequence."""
     if json_size(text) - 2 <= limit:
         return text
     room = limit - _char_size(ELLIPSIS)
@@ -97,7 +99,7 @@ def cut_text(text: str, limit: int) -> str:
     while tail_start > head_end and used + _char_size(text[tail_start - 1]) <= room:
         tail_start -= 1
         used += _char_size(text[tail_start])
-    return text[:head_end] + ELLIPSIS + text[tail_start:]
+    return splice(text, head_end, tail_start, ELLIPSIS)
 
 
 def _pointer_token(key: str) -> str:

@@ -3,6 +3,11 @@
 Column widths follow the seed's printf formats so existing readers (and eyes)
 keep working; sections the seed grew later (USS, page tables, process tree,
 IPv6, unreadable files) are added in the same style.
+
+Names and paths come from the watched process, which can put a newline and a
+forged "ERROR: PID 1 ..." line in its name, or a sequence that clears the
+terminal. Every line goes out through
+memdoor.process_text.printable: one line each, control characters escaped.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from memdoor.collect.memory import MemoryFigures
 from memdoor.collect.oom import OomScores
 from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor
+from memdoor.process_text import printable
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot
@@ -143,8 +149,12 @@ def problem_section(problems: Iterable[Unreadable]) -> list[str]:
     ]
 
 
+def _text(lines: Iterable[str]) -> str:
+    return "\n".join(printable(line) for line in lines)
+
+
 def below_threshold_report(epoch: float, pid: int, exe: str) -> str:
-    return "\n".join([report_time(epoch), *basic_section(pid, exe), "", BELOW_THRESHOLD, "", ""])
+    return _text([report_time(epoch), *basic_section(pid, exe), "", BELOW_THRESHOLD, "", ""])
 
 
 def full_report(snapshot: Snapshot, exe: str) -> str:
@@ -162,4 +172,4 @@ def full_report(snapshot: Snapshot, exe: str) -> str:
         blocks.append(connection_section(snapshot.connections))
     if snapshot.problems:
         blocks.append(problem_section(snapshot.problems))
-    return "\n\n".join("\n".join(block) for block in blocks) + "\n\n"
+    return "\n\n".join(_text(block) for block in blocks) + "\n\n"

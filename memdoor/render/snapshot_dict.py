@@ -2,7 +2,8 @@
 
 The daemon's records, the seed command's --format json and the journal field
 all come from here, so a field means the same thing everywhere and the JSON
-Schema describes one structure.
+Schema describes one structure. Each object holding text a process chose
+lists in `escaped` the keys whose text is in memdoor.process_text's escaped form.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from memdoor.collect.cgroup import CgroupFigures
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.collect.memory import MemoryFigures
 from memdoor.collect.tree import Ancestor
+from memdoor.process_text import ESCAPED, EscapedText, note_escaped
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot
@@ -20,16 +22,18 @@ from memdoor.vocabulary import rfc3339
 
 
 def process_dict(identity: ProcessIdentity, cmdline: Optional[list[str]]) -> dict[str, Any]:
-    return {
-        "pid": identity.pid,
-        "ppid": identity.ppid,
-        "name": identity.name,
-        "exe": identity.exe,
-        "exe_deleted": identity.exe_deleted,
-        "cmdline": identity.cmdline if cmdline is None else cmdline,
-        "start_ticks": identity.start_ticks,
-        "started_at": None if identity.started_at is None else rfc3339(identity.started_at),
-    }
+    return note_escaped(
+        {
+            "pid": identity.pid,
+            "ppid": identity.ppid,
+            "name": identity.name,
+            "exe": identity.exe,
+            "exe_deleted": identity.exe_deleted,
+            "cmdline": identity.cmdline if cmdline is None else cmdline,
+            "start_ticks": identity.start_ticks,
+            "started_at": None if identity.started_at is None else rfc3339(identity.started_at),
+        }
+    )
 
 
 def memory_dict(memory: MemoryFigures) -> dict[str, Any]:
@@ -56,23 +60,25 @@ def _kb(value: Optional[int]) -> Optional[int]:
 
 def cgroup_dict(cgroup: CgroupFigures) -> dict[str, Any]:
     percent = cgroup.usage_percent
-    return {
-        "version": cgroup.place.version,
-        "path": cgroup.place.path,
-        "usage_kb": _kb(cgroup.usage_bytes),
-        "limit_kb": _kb(cgroup.limit_bytes),
-        "limit_path": cgroup.limit_path,
-        "limit_usage_kb": _kb(cgroup.limit_usage_bytes),
-        "usage_percent": None if percent is None else round(percent, 2),
-        "high_kb": _kb(cgroup.high_bytes),
-        "oom_kill": cgroup.oom_counters.get("oom_kill"),
-        "oom_counters": dict(cgroup.oom_counters),
-        "stat": dict(cgroup.stat or {}),
-    }
+    return note_escaped(
+        {
+            "version": cgroup.place.version,
+            "path": cgroup.place.path,
+            "usage_kb": _kb(cgroup.usage_bytes),
+            "limit_kb": _kb(cgroup.limit_bytes),
+            "limit_path": cgroup.limit_path,
+            "limit_usage_kb": _kb(cgroup.limit_usage_bytes),
+            "usage_percent": None if percent is None else round(percent, 2),
+            "high_kb": _kb(cgroup.high_bytes),
+            "oom_kill": cgroup.oom_counters.get("oom_kill"),
+            "oom_counters": dict(cgroup.oom_counters),
+            "stat": dict(cgroup.stat or {}),
+        }
+    )
 
 
 def mapping_dict(mapping: Mapping) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "start": f"{mapping.start:016x}",
         "end": f"{mapping.end:016x}",
         "size_kb": mapping.size_kb,
@@ -83,10 +89,14 @@ def mapping_dict(mapping: Mapping) -> dict[str, Any]:
         "inode": mapping.inode,
         "path": mapping.path,
     }
+    # Only the path is the process's choice; checked alone, as there may be 20,000.
+    if isinstance(mapping.path, EscapedText):
+        data[ESCAPED] = ["path"]
+    return data
 
 
 def tree_list(tree: list[Ancestor]) -> list[dict[str, Any]]:
-    return [{"pid": ancestor.pid, "name": ancestor.name} for ancestor in tree]
+    return [note_escaped({"pid": ancestor.pid, "name": ancestor.name}) for ancestor in tree]
 
 
 def connection_dict(sock: Socket) -> dict[str, Any]:

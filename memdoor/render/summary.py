@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from memdoor.process_text import note_escaped
 from memdoor.procfs.maps import Mapping, mapping_group
 from memdoor.procfs.net import Socket
 from memdoor.render.snapshot_dict import connection_dict
@@ -39,7 +40,7 @@ def summarize_mappings(mappings: Sequence[Mapping], top: int) -> dict[str, Any]:
         "total": _totals(mappings),
         "resident_known": all(m.rss_kb is not None for m in mappings),
         "groups": [
-            {"kind": kind, "name": name, "count": c, "size_kb": s, "rss_kb": r}
+            note_escaped({"kind": kind, "name": name, "count": c, "size_kb": s, "rss_kb": r})
             for (kind, name), (c, s, r) in shown
         ],
         "omitted": {

@@ -3,6 +3,11 @@
 Only small, filterable facts become their own fields; the whole record travels
 once, as JSON, in MEMDOOR_RECORD. Field names follow journald's rules (A-Z,
 0-9, _; invalid ones are silently dropped by journald).
+
+MESSAGE is the line `journalctl` prints and terminals show, and the record's
+message quotes names a process chose: its control characters are escaped
+(memdoor.process_text.printable) so it stays one inert line. MEMDOOR_RECORD
+keeps the exact text.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from memdoor.events import event_spec
+from memdoor.process_text import printable
 
 SYSLOG_IDENTIFIER = "memdoor"
 # Only reached by a record whose event has no ID yet; a test keeps that from shipping.
@@ -48,7 +54,7 @@ def _message_id(event: str) -> str:
 
 def journal_fields(record: Mapping[str, Any], line: str) -> dict[str, str]:
     fields = {
-        "MESSAGE": str(record.get("message") or record.get("event")),
+        "MESSAGE": printable(str(record.get("message") or record.get("event"))),
         "PRIORITY": str(PRIORITIES.get(str(record.get("level")), 6)),
         "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
         "MEMDOOR_EVENT": str(record.get("event")),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from memdoor.process_text import EscapedText, to_bytes
 from memdoor.procfs.cmdline import parse_cmdline
 from tests.procfs.recorded import fuzz, recorded_bytes
 
@@ -27,10 +28,11 @@ def test_empty_argument_in_the_middle_is_kept() -> None:
 def test_undecodable_bytes_survive_a_round_trip() -> None:
     raw = b"/opt/caf\xe9/run\0--name=\xff\xfe\0"
     args = parse_cmdline(raw)
-    assert [a.encode("utf-8", "surrogateescape") for a in args] == [
+    assert [to_bytes(a) for a in args] == [
         b"/opt/caf\xe9/run",
         b"--name=\xff\xfe",
     ]
+    assert args == [EscapedText("/opt/caf\\xe9/run"), EscapedText("--name=\\xff\\xfe")]
 
 
 @fuzz
@@ -38,7 +40,9 @@ def test_undecodable_bytes_survive_a_round_trip() -> None:
 def test_argv_round_trip(argv: list[bytes]) -> None:
     """Whatever bytes a program got as argv come back, as long as the last one is not empty."""
     raw = b"\0".join(argv) + b"\0"
-    assert [a.encode("utf-8", "surrogateescape") for a in parse_cmdline(raw)] == argv
+    args = parse_cmdline(raw)
+    assert [to_bytes(a) for a in args] == argv
+    assert all(a.encode("utf-8") for a in args if a)
 
 
 @fuzz

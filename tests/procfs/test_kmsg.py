@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from memdoor.process_text import EscapedText, to_bytes
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.kmsg import (
     KmsgRecord,
@@ -66,10 +67,11 @@ def test_dictionary_caller_field_and_escapes() -> None:
     assert parsed.dictionary == {"SUBSYSTEM": "net", "DEVICE": "+net:lo x"}
 
 
-def test_invalid_utf8_survives_as_surrogates() -> None:
+def test_invalid_utf8_survives_in_the_escaped_form() -> None:
     parsed = parse_kmsg_record("6,1,2,-;bad \\xff byte")
 
-    assert parsed.message.encode("utf-8", "surrogateescape") == b"bad \xff byte"
+    assert to_bytes(parsed.message) == b"bad \xff byte"
+    assert parsed.message == EscapedText("bad \\xff byte")
 
 
 @pytest.mark.parametrize(
@@ -119,10 +121,8 @@ def test_round_trip_of_kernel_escaping(
 
     parsed = parse_kmsg_record(text)
 
-    assert parsed.message.encode("utf-8", "surrogateescape") == message
-    assert {
-        key: value.encode("utf-8", "surrogateescape") for key, value in parsed.dictionary.items()
-    } == dictionary
+    assert to_bytes(parsed.message) == message
+    assert {key: to_bytes(value) for key, value in parsed.dictionary.items()} == dictionary
     assert (parsed.facility << 3 | parsed.level, parsed.seq, parsed.usec_since_boot) == (
         priority,
         seq,

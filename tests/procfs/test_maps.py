@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from memdoor.process_text import EscapedText, to_bytes
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.maps import Mapping, parse_maps
 from tests.procfs.recorded import (
@@ -53,7 +54,9 @@ def test_path_with_spaces_and_deleted_marker_is_kept_whole() -> None:
 
 def test_undecodable_path_round_trips() -> None:
     line = b"7f00000000-7f00001000 r--p 00000000 fe:00 42     /opt/caf\xe9.so\n"
-    assert parse_maps(line)[0].path.encode("utf-8", "surrogateescape") == b"/opt/caf\xe9.so"
+    path = parse_maps(line)[0].path
+    assert to_bytes(path) == b"/opt/caf\xe9.so"
+    assert path == EscapedText("/opt/caf\\xe9.so")
 
 
 def test_empty_maps_of_a_kernel_thread() -> None:
