@@ -5,6 +5,10 @@ exe are picked up and a pidfile that names a restarted service is followed.
 Resolution never re-adopts a pid it saw end while the locator still names
 that same pid: a stale pidfile pointing at a recycled pid would otherwise make
 a stranger the target.
+
+Resolving a pidfile or an exe reads the file system (a pidfile may sit on NFS, the
+exe's path is resolved), so it runs in a thread of its own and never holds the
+event loop, whatever the file system does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Optional
 
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.reading import Unreadable
+from memdoor.detached import call_detached
 from memdoor.oom.nearby import Placement, WatchedProcess
 from memdoor.resolve import Resolution, resolve
 from memdoor.watch.context import TargetState
@@ -41,7 +46,7 @@ class TargetSupervisor:
     async def run(self) -> None:
         try:
             while True:
-                self._guarded_step()
+                await self._guarded_step()
                 self.last_progress = time.monotonic()
                 watched = self._fixed_pid_watch()
                 if watched is None:
@@ -62,14 +67,14 @@ class TargetSupervisor:
             return None
         return self.watchers[pid][1]
 
-    def _guarded_step(self) -> None:
+    async def _guarded_step(self) -> None:
         """A bug met while resolving must not end the target's supervision for good.
 
         It is reported once (again only if it changes) and the step is retried
         on the target's interval, like a locator that fails.
         """
         try:
-            self.step()
+            await self.step()
         except Exception as exc:  # the boundary that keeps one target's bug in that target
             where = traceback.extract_tb(exc.__traceback__)[-1]
             text = f"{exc!r} at {where.filename}:{where.lineno} in {where.name}"
@@ -79,7 +84,7 @@ class TargetSupervisor:
         else:
             self._last_failure = None
 
-    def step(self) -> None:
+    async def step(self) -> None:
         self._reap()
         if self.state.count_reached:
             return
@@ -89,7 +94,12 @@ class TargetSupervisor:
         ):
             # A fixed pid is one process: watched, or ended and never re-adopted.
             return
-        resolution = resolve(target.pid, target.pidfile, target.exe, self.state.services.proc)
+        locator = (target.pid, target.pidfile, target.exe, self.state.services.proc)
+        if target.pid is not None:
+            # /proc alone, which every tick reads on the loop too: found at once.
+            resolution = resolve(*locator)
+        else:
+            resolution = await call_detached(resolve, *locator)
         self._report_resolution(resolution)
         for pid in resolution.pids:
             if pid not in self.watchers and pid not in self.ended_pids:

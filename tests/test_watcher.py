@@ -166,7 +166,7 @@ def test_stale_watcher_makes_the_supervisor_stale(spawn_workload) -> None:
 
     async def scenario() -> tuple[bool, bool]:
         supervisor = TargetSupervisor(state)
-        supervisor.step()
+        await supervisor.step()
         watcher, _task = supervisor.watchers[workload.pid]
         await asyncio.sleep(0.2)
         fresh = supervisor.stale(time.monotonic(), allowance=0.5)
@@ -233,9 +233,9 @@ def test_a_failing_watcher_is_reported(spawn_workload, monkeypatch: pytest.Monke
 
     async def scenario() -> TargetSupervisor:
         supervisor = TargetSupervisor(state)
-        supervisor.step()
+        await supervisor.step()
         await asyncio.sleep(0.1)
-        supervisor.step()
+        await supervisor.step()
         return supervisor
 
     supervisor = asyncio.run(scenario())
