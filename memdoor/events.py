@@ -108,7 +108,8 @@ EVENTS: dict[Event, EventSpec] = {
         "warning",
         "f983f30f19b54adcbc9a6a5b4232215f",
         _PROCESS_INFO,
-        "its pidfile cannot be read or parsed (said once per distinct problem)",
+        "its pidfile is missing, refused (see Pidfiles) or not a pid, or names another "
+        "user's process (said once per distinct problem)",
     ),
     Event.TARGET_FOUND: EventSpec(
         "info",

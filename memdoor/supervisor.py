@@ -99,19 +99,23 @@ class TargetSupervisor:
             # /proc alone, which every tick reads on the loop too: found at once.
             resolution = resolve(*locator)
         else:
-            resolution = await call_detached(resolve, *locator)
+            resolution = await call_detached(resolve, *locator, target.pidfile_owner)
         self._report_resolution(resolution)
         for pid in resolution.pids:
             if pid not in self.watchers and pid not in self.ended_pids:
-                self._adopt(pid)
+                self._adopt(pid, resolution.start_ticks.get(pid))
         # A pid that ended may be re-adopted once the locator stops naming it.
         self.ended_pids &= set(resolution.pids) | ({target.pid} if target.pid else set())
 
-    def _adopt(self, pid: int) -> None:
+    def _adopt(self, pid: int, checked_start: Optional[int]) -> None:
+        """Watch pid; checked_start, when resolution checked the process's owner, is the
+        start time of the process it checked, and no other process is adopted."""
         proc = self.state.services.proc
         stat = read_stat(pid, proc)
         if isinstance(stat, Unreadable):
             return
+        if checked_start is not None and stat.start_ticks != checked_start:
+            return  # the pid was reused since: the next step checks the new process
         problems: list[Unreadable] = []
         identity = read_identity(pid, stat, problems, proc)
         target = self.state.target

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -22,11 +23,13 @@ from memdoor.oom.kernel_log import KernelLog
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import RecordLog
 from memdoor.render.bounded import RECORD_BUDGET
+from memdoor.resolve import Resolution
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import monotonic_usec
 from memdoor.watch.context import Services, TargetState
 from memdoor.watcher import ProcessWatcher
+from tests.pidfiles import fifo_released_after
 from tests.record_schema import validate_record
 
 
@@ -246,6 +249,74 @@ def test_a_failing_watcher_is_reported(spawn_workload, monkeypatch: pytest.Monke
     assert supervisor.watchers == {}
     for record in records:
         validate_record(record)
+
+
+def test_a_pid_is_adopted_only_with_the_start_time_resolution_checked(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With pidfile_owner, resolution checks the owner of one process (its start
+    time): a process that took the pid since must not be adopted in its place."""
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    started = identity_of(workload.pid).start_ticks
+    checked = [started - 1]
+
+    def resolve_checked(*args: Any) -> Resolution:
+        return Resolution(pids=[workload.pid], start_ticks={workload.pid: checked[0]})
+
+    monkeypatch.setattr(supervisor_module, "resolve", resolve_checked)
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        supervisor = TargetSupervisor(state)
+        await supervisor.step()
+        before = list(supervisor.watchers)
+        checked[0] = started
+        await supervisor.step()
+        after = list(supervisor.watchers)
+        for _watcher, task in supervisor.watchers.values():
+            task.cancel()
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    assert (before, after) == ([], [workload.pid])
+    assert log_of(state).events() == ["target_found"]
+
+
+def test_a_fifo_pidfile_is_refused_at_once_and_the_loop_runs_on(pidfile_dir: Path) -> None:
+    """The FIFO once blocked the daemon in open(); now it is refused, and resolution
+    runs off the event loop whatever the file system does."""
+    os.mkfifo(pidfile_dir / "app.pid")
+    # A pidfile target: no fixed pid.
+    state = make_state(None, pidfile=str(pidfile_dir / "app.pid"), interval=0.1)
+    beats: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            beats.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        beating = asyncio.get_running_loop().create_task(heartbeat())
+        supervising = asyncio.get_running_loop().create_task(TargetSupervisor(state).run())
+        while "target_unresolved" not in log_of(state).events():
+            await asyncio.sleep(0.01)
+        took = time.monotonic() - started
+        await asyncio.sleep(0.3)  # a few more intervals: said once, not every interval
+        for task in (beating, supervising):
+            task.cancel()
+        await asyncio.gather(beating, supervising, return_exceptions=True)
+        return took
+
+    # Should a regression block the loop in open() again, the FIFO is opened from
+    # the other end after 8 s: the test fails instead of hanging.
+    with fifo_released_after(pidfile_dir / "app.pid", 8.0):
+        took = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert took < 5.0
+    assert log_of(state).events() == ["target_unresolved", "target_waiting"]
+    problem = log_of(state).records[0][2]["problems"][0]
+    assert problem["reason"] == "denied" and problem["detail"].startswith("a FIFO, not a regular")
+    assert len(beats) > 10 and max(b - a for a, b in zip(beats, beats[1:])) < 1.0
 
 
 def plant_kill(state: TargetState, pid: int, **figures: Any) -> None:
