@@ -234,21 +234,100 @@ def test_a_failing_watcher_is_reported(spawn_workload, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(ProcessWatcher, "tick", failing_tick)
 
-    async def scenario() -> TargetSupervisor:
+    async def scenario() -> tuple[dict[int, Any], bool]:
         supervisor = TargetSupervisor(state)
         await supervisor.step()
         await asyncio.sleep(0.1)
         await supervisor.step()
-        return supervisor
+        watchers_after_failure = dict(supervisor.watchers)
+        # A bug is not the process's end: the next step watches it again, and the
+        # same bug met again is not reported again.
+        await supervisor.step()
+        retried = workload.pid in supervisor.watchers
+        for _ in range(3):
+            await asyncio.sleep(0.1)
+            await supervisor.step()
+        for _watcher, task in supervisor.watchers.values():
+            task.cancel()
+        return watchers_after_failure, retried
 
-    supervisor = asyncio.run(scenario())
+    watchers_after_failure, retried = asyncio.run(scenario())
     records = [json.loads(line) for line in collector.lines]
     assert [r["event"] for r in records] == ["target_found", "watcher_failed"]
     failed = records[1]
     assert failed["pid"] == workload.pid and "bug in a tick" in failed["message"]
-    assert supervisor.watchers == {}
+    assert watchers_after_failure == {}
+    assert retried
     for record in records:
         validate_record(record)
+
+
+def test_after_a_failed_watcher_the_process_is_watched_again_and_its_kill_recorded(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case the retry exists for: a fixed pid whose watcher met a bug once, and
+    the OOM killer later takes the process. Run through the supervisor's own loop."""
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    collector = LineCollector()
+    state.records.writer = RecordLog(collector)
+    real_tick = ProcessWatcher.tick
+    ticks: list[int] = []
+
+    async def tick_failing_once(self: ProcessWatcher) -> float:
+        ticks.append(1)
+        if len(ticks) == 1:
+            raise RuntimeError("bug in the first tick")
+        return await real_tick(self)
+
+    monkeypatch.setattr(ProcessWatcher, "tick", tick_failing_once)
+
+    async def scenario() -> None:
+        supervisor = TargetSupervisor(state)
+        task = asyncio.get_running_loop().create_task(supervisor.run())
+        while len(ticks) < 3:  # failed, then two ticks of the watcher adopted again
+            await asyncio.sleep(0.01)
+        plant_kill(state, workload.pid)
+        workload.stop()
+        while not any('"oom_killed"' in line for line in collector.lines):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    records = [json.loads(line) for line in collector.lines]
+    assert [r["event"] for r in records] == ["target_found", "watcher_failed", "oom_killed"]
+    assert records[2]["pid"] == workload.pid
+    for record in records:
+        validate_record(record)
+
+
+def test_a_watcher_failing_with_another_error_is_reported_again(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    collector = LineCollector()
+    state.records.writer = RecordLog(collector)
+    errors = iter([RuntimeError("first bug"), RuntimeError("first bug"), ValueError("second")])
+
+    async def failing_tick(self: ProcessWatcher) -> float:
+        raise next(errors)
+
+    monkeypatch.setattr(ProcessWatcher, "tick", failing_tick)
+
+    async def scenario() -> None:
+        supervisor = TargetSupervisor(state)
+        for _ in range(7):  # adopt, reap, adopt again, ... three failures
+            await supervisor.step()
+            await asyncio.sleep(0.05)
+        for _watcher, task in supervisor.watchers.values():
+            task.cancel()
+
+    asyncio.run(scenario())
+    records = [json.loads(line) for line in collector.lines]
+    assert [r["event"] for r in records] == ["target_found", "watcher_failed", "watcher_failed"]
+    assert "first bug" in records[1]["message"] and "second" in records[2]["message"]
 
 
 def test_a_pid_is_adopted_only_with_the_start_time_resolution_checked(
