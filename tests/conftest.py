@@ -11,7 +11,7 @@ import pytest
 
 from memdoor.lab.unavailable import LabUnavailable
 from memdoor.lab.workload_parent import Workload, WorkloadStartError, start_workload
-from tests.pidfiles import trusted_directory
+from tests.pidfiles import process_of_nobody, trusted_directory
 from tests.workload_fixture import SpawnWorkload
 
 
@@ -44,6 +44,13 @@ def pidfile_dir() -> Iterator[Path]:
     """A directory memdoor trusts pidfiles in (root's, under /run), removed afterwards."""
     with trusted_directory() as path:
         yield path
+
+
+@pytest.fixture
+def nobodys_process() -> Iterator[int]:
+    """A process of the user nobody (not root), killed and reaped afterwards."""
+    with process_of_nobody() as pid:
+        yield pid
 
 
 @pytest.fixture

@@ -2,21 +2,28 @@
 
 Where the pidfiles go: memdoor reads one only from directories no user but root can
 write (README, "Pidfiles"), which rules out pytest's tmp_path under the
-world-writable /tmp. And a way out for a reader stuck on a FIFO, so that a
-regression fails a test instead of hanging the suite.
+world-writable /tmp. Files, directories and a process of another user, nobody. And
+a way out for a reader stuck on a FIFO, so that a regression fails a test instead
+of hanging the suite.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from memdoor.lab.unavailable import LabUnavailable
+
+NOBODY = pwd.getpwnam("nobody")
+# What a pidfile pointing at /etc/shadow would hold: never to be seen in a record.
+SECRET = b"root:$6$s3cr3t-hash-that-must-stay-private:19000:0:99999:7:::\n"
 
 
 @contextlib.contextmanager
@@ -30,6 +37,33 @@ def trusted_directory() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def owned_file(path: Path, content: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Path:
+    path.write_bytes(content)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    return path
+
+
+def owned_directory(path: Path, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Path:
+    path.mkdir()
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    return path
+
+
+@contextlib.contextmanager
+def process_of_nobody() -> Iterator[int]:
+    """The pid of a process whose every uid is nobody's; Popen returns once it exec'd."""
+    child = subprocess.Popen(
+        ["sleep", "600"], user=NOBODY.pw_uid, group=NOBODY.pw_gid, extra_groups=[]
+    )
+    try:
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
 
 
 def unblock_fifo(path: Path) -> None:

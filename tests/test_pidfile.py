@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import grp
 import os
-import pwd
 import socket
 import threading
 from collections.abc import Iterator
@@ -24,12 +23,17 @@ from hypothesis import strategies as st
 from memdoor.collect.reading import Unreadable
 from memdoor.pidfile import PIDFILE_MAX_BYTES, PidfileTrust, read_pid, trust_of
 from memdoor.vocabulary import PID_MAX_LIMIT
-from tests.pidfiles import trusted_directory, unblock_fifo
+from tests.pidfiles import (
+    NOBODY,
+    SECRET,
+    owned_directory,
+    owned_file,
+    trusted_directory,
+    unblock_fifo,
+)
 
 ROOT_ONLY = PidfileTrust()
-NOBODY = pwd.getpwnam("nobody")
 NOBODYS_GROUP = grp.getgrgid(NOBODY.pw_gid).gr_name
-SECRET = b"root:$6$s3cr3t-hash-that-must-stay-private:19000:0:99999:7:::\n"
 # Generous: a read that does not block ends in milliseconds.
 DEADLINE = 5.0
 
@@ -47,20 +51,6 @@ def read_within_deadline(path: Union[str, Path], trust: PidfileTrust = ROOT_ONLY
     return results[0]
 
 
-def write(path: Path, content: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Path:
-    path.write_bytes(content)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    return path
-
-
-def directory(path: Path, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Path:
-    path.mkdir()
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    return path
-
-
 def own_pid() -> bytes:
     return f"{os.getpid()}\n".encode()
 
@@ -75,13 +65,13 @@ def refusal(result: object, reason: str = "denied") -> str:
 
 
 def test_a_root_owned_pidfile_in_root_owned_directories_is_read(pidfile_dir: Path) -> None:
-    path = write(pidfile_dir / "app.pid", own_pid())
+    path = owned_file(pidfile_dir / "app.pid", own_pid())
     assert read_within_deadline(path) == os.getpid()
 
 
 def test_symlinks_in_the_directories_are_followed(pidfile_dir: Path) -> None:
-    real = directory(pidfile_dir / "real")
-    write(real / "app.pid", own_pid())
+    real = owned_directory(pidfile_dir / "real")
+    owned_file(real / "app.pid", own_pid())
     (pidfile_dir / "relative").symlink_to("real")
     (pidfile_dir / "absolute").symlink_to(real)
     (pidfile_dir / "dotted").symlink_to(f"./../{pidfile_dir.name}/real")
@@ -92,7 +82,7 @@ def test_symlinks_in_the_directories_are_followed(pidfile_dir: Path) -> None:
 
 @pytest.mark.skipif(not Path("/var/run").is_symlink(), reason="/var/run is not a symlink here")
 def test_a_pidfile_under_var_run_is_read_through_its_symlink(pidfile_dir: Path) -> None:
-    write(pidfile_dir / "app.pid", own_pid())
+    owned_file(pidfile_dir / "app.pid", own_pid())
     via_var_run = Path("/var/run") / pidfile_dir.relative_to("/run") / "app.pid"
     assert read_within_deadline(via_var_run) == os.getpid()
 
@@ -101,7 +91,7 @@ def test_a_pidfile_under_var_run_is_read_through_its_symlink(pidfile_dir: Path) 
 
 
 def symlink_to_a_file(home: Path) -> Path:
-    write(home / "real.pid", own_pid())
+    owned_file(home / "real.pid", own_pid())
     (home / "app.pid").symlink_to(home / "real.pid")
     return home / "app.pid"
 
@@ -112,7 +102,7 @@ def symlink_to_a_device(home: Path) -> Path:
 
 
 def symlink_to_a_secret(home: Path) -> Path:
-    write(home / "secret", SECRET, mode=0o600)
+    owned_file(home / "secret", SECRET, mode=0o600)
     (home / "app.pid").symlink_to(home / "secret")
     return home / "app.pid"
 
@@ -143,7 +133,7 @@ def unix_socket(home: Path) -> Path:
 
 
 def a_directory(home: Path) -> Path:
-    return directory(home / "app.pid")
+    return owned_directory(home / "app.pid")
 
 
 @pytest.mark.parametrize(
@@ -174,34 +164,36 @@ def test_only_a_regular_file_is_read(
 
 
 def owned_by_nobody(home: Path) -> tuple[Path, str]:
-    path = write(home / "app.pid", own_pid(), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    path = owned_file(home / "app.pid", own_pid(), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
     return path, f"the pidfile is owned by nobody (uid {NOBODY.pw_uid})"
 
 
 def world_writable_file(home: Path) -> tuple[Path, str]:
-    return write(home / "app.pid", own_pid(), mode=0o646), "the pidfile is writable by every user"
+    return owned_file(
+        home / "app.pid", own_pid(), mode=0o646
+    ), "the pidfile is writable by every user"
 
 
 def group_writable_file(home: Path) -> tuple[Path, str]:
-    path = write(home / "app.pid", own_pid(), mode=0o664)
+    path = owned_file(home / "app.pid", own_pid(), mode=0o664)
     return path, "the pidfile is writable by the group root (gid 0)"
 
 
 def in_world_writable_directory(home: Path) -> tuple[Path, str]:
-    open_to_all = directory(home / "shared", mode=0o777)
-    path = write(open_to_all / "app.pid", own_pid())
+    open_to_all = owned_directory(home / "shared", mode=0o777)
+    path = owned_file(open_to_all / "app.pid", own_pid())
     return path, f"the directory {open_to_all} is writable by every user"
 
 
 def in_sticky_world_writable_directory(home: Path) -> tuple[Path, str]:
-    sticky = directory(home / "sticky", mode=0o1777)
-    path = write(sticky / "app.pid", own_pid())
+    sticky = owned_directory(home / "sticky", mode=0o1777)
+    path = owned_file(sticky / "app.pid", own_pid())
     return path, f"the directory {sticky} is writable by every user"
 
 
 def in_directory_writable_by_another_group(home: Path) -> tuple[Path, str]:
-    shared = directory(home / "shared", mode=0o775, gid=NOBODY.pw_gid)
-    path = write(shared / "app.pid", own_pid())
+    shared = owned_directory(home / "shared", mode=0o775, gid=NOBODY.pw_gid)
+    path = owned_file(shared / "app.pid", own_pid())
     return (
         path,
         f"the directory {shared} is writable by the group {NOBODYS_GROUP} (gid {NOBODY.pw_gid})",
@@ -209,15 +201,15 @@ def in_directory_writable_by_another_group(home: Path) -> tuple[Path, str]:
 
 
 def in_directory_of_another_user(home: Path) -> tuple[Path, str]:
-    theirs = directory(home / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
-    path = write(theirs / "app.pid", own_pid())
+    theirs = owned_directory(home / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    path = owned_file(theirs / "app.pid", own_pid())
     return path, f"the directory {theirs} is owned by nobody (uid {NOBODY.pw_uid})"
 
 
 def below_a_directory_of_another_user(home: Path) -> tuple[Path, str]:
-    theirs = directory(home / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
-    ours = directory(theirs / "ours")
-    path = write(ours / "app.pid", own_pid())
+    theirs = owned_directory(home / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    ours = owned_directory(theirs / "ours")
+    path = owned_file(ours / "app.pid", own_pid())
     return path, f"the directory {theirs} is owned by nobody (uid {NOBODY.pw_uid})"
 
 
@@ -250,7 +242,7 @@ def test_a_pidfile_another_user_could_write_is_refused(
 
 
 def test_a_pidfile_in_pytests_tmp_path_is_refused_for_tmp(tmp_path: Path) -> None:
-    path = write(tmp_path / "app.pid", own_pid())
+    path = owned_file(tmp_path / "app.pid", own_pid())
     assert refusal(read_within_deadline(path)).startswith(
         "the directory /tmp is writable by every user: "
     )
@@ -267,7 +259,7 @@ def test_a_symlink_loop_on_the_way_is_an_error(pidfile_dir: Path) -> None:
 
 
 def test_a_file_on_the_way_is_not_a_directory(pidfile_dir: Path) -> None:
-    write(pidfile_dir / "file", own_pid())
+    owned_file(pidfile_dir / "file", own_pid())
     detail = refusal(read_within_deadline(pidfile_dir / "file" / "app.pid"), "error")
     assert detail == os.strerror(errno.ENOTDIR)
 
@@ -308,14 +300,14 @@ def not_a_pid(content: bytes) -> str:
 def test_a_pidfile_without_a_pid_is_malformed_and_never_quoted(
     pidfile_dir: Path, content: bytes
 ) -> None:
-    path = write(pidfile_dir / "app.pid", content)
+    path = owned_file(pidfile_dir / "app.pid", content)
     detail = refusal(read_within_deadline(path), "malformed")
     assert detail == not_a_pid(content)
     assert b"s3cr3t" not in detail.encode()
 
 
 def test_the_largest_pid_is_read(pidfile_dir: Path) -> None:
-    path = write(pidfile_dir / "app.pid", f"{PID_MAX_LIMIT}\n".encode())
+    path = owned_file(pidfile_dir / "app.pid", f"{PID_MAX_LIMIT}\n".encode())
     assert read_within_deadline(path) == PID_MAX_LIMIT
 
 
@@ -330,7 +322,7 @@ def pidfile_home() -> Iterator[Path]:
 def test_any_content_is_a_pid_or_malformed_in_fixed_words(
     pidfile_home: Path, content: bytes
 ) -> None:
-    path = write(pidfile_home / "any.pid", content)
+    path = owned_file(pidfile_home / "any.pid", content)
     result = read_pid(str(path), ROOT_ONLY)
     first_line = content.strip().split(b"\n", 1)[0].strip()
     if isinstance(result, int):
@@ -354,20 +346,22 @@ def test_the_owner_is_looked_up_by_name() -> None:
 
 def test_the_owners_files_and_directories_are_trusted_as_roots(pidfile_dir: Path) -> None:
     trust = PidfileTrust("nobody", NOBODY.pw_uid)
-    theirs = directory(pidfile_dir / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
-    path = write(theirs / "app.pid", own_pid(), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    theirs = owned_directory(pidfile_dir / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    path = owned_file(theirs / "app.pid", own_pid(), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
     assert read_within_deadline(path, trust) == os.getpid()
 
 
 def test_the_owner_does_not_make_group_or_world_writable_places_trusted(pidfile_dir: Path) -> None:
     trust = PidfileTrust("nobody", NOBODY.pw_uid)
     words = f"root and nobody (uid {NOBODY.pw_uid})"
-    shared = directory(pidfile_dir / "shared", mode=0o775, uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
-    path = write(shared / "app.pid", own_pid(), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    shared = owned_directory(
+        pidfile_dir / "shared", mode=0o775, uid=NOBODY.pw_uid, gid=NOBODY.pw_gid
+    )
+    path = owned_file(shared / "app.pid", own_pid(), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
     detail = refusal(read_within_deadline(path, trust))
     assert detail.startswith(f"the directory {shared} is writable by the group ")
     assert detail.endswith(f"no user but {words} can create or replace it")
-    open_file = write(pidfile_dir / "open.pid", own_pid(), mode=0o666, uid=NOBODY.pw_uid)
+    open_file = owned_file(pidfile_dir / "open.pid", own_pid(), mode=0o666, uid=NOBODY.pw_uid)
     assert refusal(read_within_deadline(open_file, trust)) == (
         f"the pidfile is writable by every user: only a pidfile that no user but {words} "
         "can write is read"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from memdoor.collect.identity import read_stat
 from memdoor.collect.reading import Unreadable
 from memdoor.resolve import processes_running, read_pidfile, resolve
 from memdoor.vocabulary import PID_MAX_LIMIT
+from tests.pidfiles import NOBODY, owned_directory, owned_file
 from tests.workload_fixture import SpawnWorkload
 
 
@@ -70,32 +68,12 @@ def test_a_fixed_pid_resolves_while_it_exists(spawn_workload: SpawnWorkload) -> 
     assert resolve(workload.pid, None, None).pids == []
 
 
-NOBODY = pwd.getpwnam("nobody")
-
-
-@pytest.fixture
-def nobodys_process() -> Iterator[int]:
-    """A process whose every uid is nobody's; Popen returns once it has exec'd."""
-    child = subprocess.Popen(
-        ["sleep", "600"], user=NOBODY.pw_uid, group=NOBODY.pw_gid, extra_groups=[]
-    )
-    try:
-        yield child.pid
-    finally:
-        child.kill()
-        child.wait()
-
-
 def nobodys_pidfile(directory: Path, pid: int) -> str:
     """pid in a pidfile that nobody owns, in a directory nobody owns, as a service
     running as nobody would write it into its RuntimeDirectory=."""
-    theirs = directory / "theirs"
-    theirs.mkdir()
-    os.chown(theirs, NOBODY.pw_uid, NOBODY.pw_gid)
-    path = theirs / "app.pid"
-    path.write_text(f"{pid}\n")
-    os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)
-    return str(path)
+    theirs = owned_directory(directory / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    content = f"{pid}\n".encode()
+    return str(owned_file(theirs / "app.pid", content, uid=NOBODY.pw_uid, gid=NOBODY.pw_gid))
 
 
 def start_ticks_of(pid: int) -> int:

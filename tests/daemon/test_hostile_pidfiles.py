@@ -9,48 +9,21 @@ SIGTERM stops it at once.
 from __future__ import annotations
 
 import os
-import pwd
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from memdoor.lab.daemon_process import DaemonProcess, NotifySocket, write_config
 from memdoor.vocabulary import PID_MAX_LIMIT
-from tests.pidfiles import fifo_released_after
+from tests.pidfiles import (
+    NOBODY,
+    SECRET,
+    fifo_released_after,
+    owned_directory,
+    owned_file,
+)
 from tests.record_schema import validate_record
 
-NOBODY = pwd.getpwnam("nobody")
-SECRET = b"root:$6$s3cr3t-hash-that-must-stay-private:19000:0:99999:7:::\n"
 BOUND = 5.0
-
-
-def owned(path: Path, content: bytes, uid: int = 0, gid: int = 0, mode: int = 0o644) -> Path:
-    path.write_bytes(content)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    return path
-
-
-def made_directory(path: Path, mode: int, uid: int = 0, gid: int = 0) -> Path:
-    path.mkdir()
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    return path
-
-
-@pytest.fixture
-def nobodys_process() -> Iterator[int]:
-    child = subprocess.Popen(
-        ["sleep", "600"], user=NOBODY.pw_uid, group=NOBODY.pw_gid, extra_groups=[]
-    )
-    try:
-        yield child.pid
-    finally:
-        child.kill()
-        child.wait()
 
 
 def hostile_cases(home: Path, nobodys_pid: int) -> dict[str, tuple[str, str, str]]:
@@ -59,20 +32,20 @@ def hostile_cases(home: Path, nobodys_pid: int) -> dict[str, tuple[str, str, str
     os.mkfifo(home / "fifo.pid")
     (home / "zero-link.pid").symlink_to("/dev/zero")
     (home / "shadow-link.pid").symlink_to("/etc/shadow")
-    owned(home / "secret", SECRET, mode=0o600)
+    owned_file(home / "secret", SECRET, mode=0o600)
     (home / "secret-link.pid").symlink_to(home / "secret")
-    owned(home / "stranger.pid", me, uid=NOBODY.pw_uid)
-    open_dir = made_directory(home / "open", 0o777)
-    owned(open_dir / "app.pid", me)
-    group_dir = made_directory(home / "group", 0o775, gid=NOBODY.pw_gid)
-    owned(group_dir / "app.pid", me)
-    owned(home / "huge.pid", b"9" * 5000)
-    owned(home / "big-number.pid", f"{PID_MAX_LIMIT + 1}\n".encode())
-    owned(home / "garbage.pid", SECRET)
-    owned(home / "empty.pid", b"")
-    theirs = made_directory(home / "theirs", 0o755, uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
-    owned(theirs / "root.pid", me, uid=NOBODY.pw_uid)
-    owned(theirs / "nobody.pid", f"{nobodys_pid}\n".encode(), uid=NOBODY.pw_uid)
+    owned_file(home / "stranger.pid", me, uid=NOBODY.pw_uid)
+    open_dir = owned_directory(home / "open", 0o777)
+    owned_file(open_dir / "app.pid", me)
+    group_dir = owned_directory(home / "group", 0o775, gid=NOBODY.pw_gid)
+    owned_file(group_dir / "app.pid", me)
+    owned_file(home / "huge.pid", b"9" * 5000)
+    owned_file(home / "big-number.pid", f"{PID_MAX_LIMIT + 1}\n".encode())
+    owned_file(home / "garbage.pid", SECRET)
+    owned_file(home / "empty.pid", b"")
+    theirs = owned_directory(home / "theirs", uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+    owned_file(theirs / "root.pid", me, uid=NOBODY.pw_uid)
+    owned_file(theirs / "nobody.pid", f"{nobodys_pid}\n".encode(), uid=NOBODY.pw_uid)
     not_regular = "not a regular file: a pidfile is read only from a regular file"
     nobody = f"nobody (uid {NOBODY.pw_uid})"
     not_a_pid = "not a pid: "
