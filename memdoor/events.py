@@ -108,7 +108,8 @@ EVENTS: dict[Event, EventSpec] = {
         "warning",
         "f983f30f19b54adcbc9a6a5b4232215f",
         _PROCESS_INFO,
-        "its pidfile cannot be read or parsed (said once per distinct problem)",
+        "its pidfile is missing, refused (see Pidfiles) or not a pid, or names another "
+        "user's process (said once per distinct problem)",
     ),
     Event.TARGET_FOUND: EventSpec(
         "info",
@@ -150,9 +151,9 @@ EVENTS: dict[Event, EventSpec] = {
         "error",
         "b73efce9ade944aa9dac3d353de8f6c1",
         _FAILURE,
-        "a bug: a process task died (`pid` set), or the step finding a target's processes "
-        "failed (`pid` null; retried every `interval`, reported again only if the error "
-        "changes); the others go on",
+        "a bug: a process task died (`pid` set; the process is watched again from the next "
+        "step), or the step finding a target's processes failed (`pid` null; retried every "
+        "`interval`); reported again only if the error changes; the others go on",
     ),
     Event.SINK_FAILED: EventSpec(
         "error",

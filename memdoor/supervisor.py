@@ -4,7 +4,13 @@ The supervisor re-resolves the target on its interval, so new processes of an
 exe are picked up and a pidfile that names a restarted service is followed.
 Resolution never re-adopts a pid it saw end while the locator still names
 that same pid: a stale pidfile pointing at a recycled pid would otherwise make
-a stranger the target.
+a stranger the target. A watcher that died of a bug is not such an end: the
+process may still be OOM-killed later, so its pid is adopted again on the next
+step, and the error is reported once, not on every retry.
+
+Resolving a pidfile or an exe reads the file system (a pidfile may sit on NFS, the
+exe's path is resolved), so it runs in a thread of its own and never holds the
+event loop, whatever the file system does.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Optional
 
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.reading import Unreadable
+from memdoor.detached import call_detached
 from memdoor.oom.nearby import Placement, WatchedProcess
 from memdoor.resolve import Resolution, resolve
 from memdoor.watch.context import TargetState
@@ -33,6 +40,11 @@ class TargetSupervisor:
         self._last_problem: Optional[str] = None
         self._last_failure: Optional[str] = None
         self._waiting_reported = False
+        # pid -> (start time, error) of each process whose watcher died of a bug: it is
+        # adopted again without a second target_found, the same error not said again.
+        self._failed: dict[int, tuple[int, str]] = {}
+        # Pids whose watcher failed in this step: adopted again on the next one.
+        self._retry_next_step: set[int] = set()
 
     @property
     def name(self) -> str:
@@ -41,13 +53,13 @@ class TargetSupervisor:
     async def run(self) -> None:
         try:
             while True:
-                self._guarded_step()
+                await self._guarded_step()
                 self.last_progress = time.monotonic()
                 watched = self._fixed_pid_watch()
                 if watched is None:
                     await asyncio.sleep(self.state.target.interval)
                 else:
-                    # Nothing to resolve until that one process ends.
+                    # Nothing to resolve until that one process ends (or its watcher fails).
                     self._idle = True
                     await asyncio.wait({watched})
                     self._idle = False
@@ -62,24 +74,23 @@ class TargetSupervisor:
             return None
         return self.watchers[pid][1]
 
-    def _guarded_step(self) -> None:
+    async def _guarded_step(self) -> None:
         """A bug met while resolving must not end the target's supervision for good.
 
         It is reported once (again only if it changes) and the step is retried
         on the target's interval, like a locator that fails.
         """
         try:
-            self.step()
+            await self.step()
         except Exception as exc:  # the boundary that keeps one target's bug in that target
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            text = f"{exc!r} at {where.filename}:{where.lineno} in {where.name}"
+            text = _described(exc)
             if text != self._last_failure:
                 self.state.records.supervision_failed(text)
             self._last_failure = text
         else:
             self._last_failure = None
 
-    def step(self) -> None:
+    async def step(self) -> None:
         self._reap()
         if self.state.count_reached:
             return
@@ -89,19 +100,31 @@ class TargetSupervisor:
         ):
             # A fixed pid is one process: watched, or ended and never re-adopted.
             return
-        resolution = resolve(target.pid, target.pidfile, target.exe, self.state.services.proc)
+        locator = (target.pid, target.pidfile, target.exe, self.state.services.proc)
+        if target.pid is not None:
+            # /proc alone, which every tick reads on the loop too: found at once.
+            resolution = resolve(*locator)
+        else:
+            resolution = await call_detached(resolve, *locator, target.pidfile_owner)
         self._report_resolution(resolution)
         for pid in resolution.pids:
-            if pid not in self.watchers and pid not in self.ended_pids:
-                self._adopt(pid)
+            if pid in self.watchers or pid in self.ended_pids or pid in self._retry_next_step:
+                continue
+            self._adopt(pid, resolution.start_ticks.get(pid))
         # A pid that ended may be re-adopted once the locator stops naming it.
-        self.ended_pids &= set(resolution.pids) | ({target.pid} if target.pid else set())
+        named = set(resolution.pids) | ({target.pid} if target.pid else set())
+        self.ended_pids &= named
+        self._failed = {pid: failure for pid, failure in self._failed.items() if pid in named}
 
-    def _adopt(self, pid: int) -> None:
+    def _adopt(self, pid: int, checked_start: Optional[int]) -> None:
+        """Watch pid; checked_start, when resolution checked the process's owner, is the
+        start time of the process it checked, and no other process is adopted."""
         proc = self.state.services.proc
         stat = read_stat(pid, proc)
         if isinstance(stat, Unreadable):
             return
+        if checked_start is not None and stat.start_ticks != checked_start:
+            return  # the pid was reused since: the next step checks the new process
         problems: list[Unreadable] = []
         identity = read_identity(pid, stat, problems, proc)
         target = self.state.target
@@ -110,22 +133,35 @@ class TargetSupervisor:
         watcher = ProcessWatcher(self.state, identity)
         attach_problems = watcher.attach()
         self._waiting_reported = False
-        watcher.records.target_found(
-            None if watcher.tracker is None else watcher.tracker.place.path,
-            watcher.wakeups.kinds,
-            problems + attach_problems,
-            watcher.warnings,
-        )
+        failed = self._failed.get(pid)
+        if failed is None or failed[0] != identity.start_ticks:
+            self._failed.pop(pid, None)
+            watcher.records.target_found(
+                None if watcher.tracker is None else watcher.tracker.place.path,
+                watcher.wakeups.kinds,
+                problems + attach_problems,
+                watcher.warnings,
+            )
         self.watchers[pid] = (watcher, asyncio.get_running_loop().create_task(watcher.run()))
 
     def _reap(self) -> None:
-        for pid, (_watcher, task) in list(self.watchers.items()):
-            if task.done():
-                del self.watchers[pid]
+        """Drop finished watchers: a process that ended is not adopted again while its
+        locator names it; one whose watcher died of a bug is, on the next step."""
+        self._retry_next_step = set()
+        for pid, (watcher, task) in list(self.watchers.items()):
+            if not task.done():
+                continue
+            del self.watchers[pid]
+            error = None if task.cancelled() else task.exception()
+            if error is None:
                 self.ended_pids.add(pid)
-                error = None if task.cancelled() else task.exception()
-                if error is not None:
-                    self.state.records.watcher_failed(pid, error)
+                self._failed.pop(pid, None)
+                continue
+            failure = (watcher.identity.start_ticks, _described(error))
+            if self._failed.get(pid) != failure:
+                self.state.records.watcher_failed(pid, error)
+            self._failed[pid] = failure
+            self._retry_next_step.add(pid)
 
     def _report_resolution(self, resolution: Resolution) -> None:
         """Say once when a target has nothing to watch or its locator fails, not every tick."""
@@ -163,3 +199,12 @@ class TargetSupervisor:
             for watcher, task in self.watchers.values()
             if not task.done()
         )
+
+
+def _described(error: BaseException) -> str:
+    """The error and the line that raised it: what tells one bug from another."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return repr(error)
+    where = frames[-1]
+    return f"{error!r} at {where.filename}:{where.lineno} in {where.name}"

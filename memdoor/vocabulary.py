@@ -28,6 +28,9 @@ RecordFormat = Literal["memdoor", "ecs"]
 # Far beyond any number the kernel writes (2**64 has 20 digits), and under the
 # 4,300 digits past which int() raises.
 MAX_DIGITS = 1000
+# The kernel's PID_MAX_LIMIT on 64-bit: pids are below pid_max, which is at most
+# this, so a larger number (in the config or a pidfile) can never name a process.
+PID_MAX_LIMIT = 4_194_304
 
 
 def rfc3339(epoch: float) -> str:

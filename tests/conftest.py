@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Optional, Union
 
 import pytest
 
 from memdoor.lab.unavailable import LabUnavailable
 from memdoor.lab.workload_parent import Workload, WorkloadStartError, start_workload
+from tests.pidfiles import process_of_nobody, trusted_directory
 from tests.workload_fixture import SpawnWorkload
 
 
@@ -35,6 +37,20 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     with _unavailable_skips():
         return (yield)
+
+
+@pytest.fixture
+def pidfile_dir() -> Iterator[Path]:
+    """A directory memdoor trusts pidfiles in (root's, under /run), removed afterwards."""
+    with trusted_directory() as path:
+        yield path
+
+
+@pytest.fixture
+def nobodys_process() -> Iterator[int]:
+    """A process of the user nobody (not root), killed and reaped afterwards."""
+    with process_of_nobody() as pid:
+        yield pid
 
 
 @pytest.fixture

@@ -120,7 +120,8 @@ def test_shipped_example_shows_every_key() -> None:
     assert set(raw["sinks"]["journald"]) == set(JournaldSettings.model_fields)
     (target,) = raw["target"]
     written = set(target)
-    alternatives = set(SELECTOR_KEYS) - written
+    # The selectors the example does not use, and pidfile_owner, which needs a pidfile.
+    alternatives = (set(SELECTOR_KEYS) | {"pidfile_owner"}) - written
     assert written | alternatives == set(TargetConfig.model_fields)
     for key in alternatives:
         assert f"#   {key} = " in text
@@ -389,6 +390,21 @@ def test_journald_enabled_accepts_bools(config_dir: Path) -> None:
             "expected a string (got 7)",
         ),
         ("[[target]]\npid = 1\n", "target[0].name", "is required"),
+        (
+            APP + 'pidfile = "/run/app.pid"\npidfile_owner = "no-such-user-memdoor"\n',
+            'target[0] (name="app").pidfile_owner',
+            'no user of this name on this host (got "no-such-user-memdoor")',
+        ),
+        (
+            APP + 'pidfile = "/run/app.pid"\npidfile_owner = 65534\n',
+            'target[0] (name="app").pidfile_owner',
+            "expected a string (got 65534)",
+        ),
+        (
+            APP_EXE + 'pidfile_owner = "nobody"\n',
+            'target[0] (name="app").pidfile_owner',
+            "applies only to a pidfile target (this target has no pidfile)",
+        ),
     ],
 )
 def test_single_problem(config_dir: Path, text: str, key_path: str, reason: str) -> None:
@@ -761,7 +777,10 @@ def _path_text() -> st.SearchStrategy[str]:
 def _target() -> st.SearchStrategy[dict[str, object]]:
     selector = st.one_of(
         st.fixed_dictionaries({"pid": st.integers(1, PID_MAX_LIMIT)}),
-        st.fixed_dictionaries({"pidfile": _path_text()}),
+        st.fixed_dictionaries(
+            {"pidfile": _path_text()},
+            optional={"pidfile_owner": st.sampled_from(["root", "nobody"])},
+        ),
         st.fixed_dictionaries({"exe": _path_text()}),
     )
     rest = st.fixed_dictionaries(
@@ -855,6 +874,43 @@ def test_models_enforce_cross_field_rules_outside_the_loader() -> None:
         TargetConfig.model_validate({"name": "x", "pid": 1, "exe": "/bin/x"})
     with pytest.raises(ValidationError, match='duplicate name "x"'):
         Config.model_validate({"target": [{"name": "x", "pid": 1}, {"name": "x", "pid": 2}]})
+
+
+def test_pidfile_owner_reaches_the_resolved_target_and_check_config(config_dir: Path) -> None:
+    text = (
+        APP
+        + 'pidfile = "/run/app/app.pid"\npidfile_owner = "nobody"\n'
+        + APP_EXE.replace('"app"', '"other"', 1)
+    )
+    config = load_config(write(config_dir, text))
+    owned, other = effective_targets(config)
+    assert (owned.pidfile, owned.pidfile_owner) == ("/run/app/app.pid", "nobody")
+    assert other.pidfile_owner is None
+    rendered = render_effective(config).splitlines()
+    assert (
+        rendered[rendered.index('pidfile = "/run/app/app.pid"') + 1] == 'pidfile_owner = "nobody"'
+    )
+    assert roundtrip(config_dir, config) == config
+
+
+def test_pidfile_owner_without_pidfile_is_reported_beside_other_problems(config_dir: Path) -> None:
+    text = APP_EXE + 'threshold = 150\npidfile_owner = "no-such-user-memdoor"\n'
+    assert problems_of(config_dir, text) == [
+        (
+            'target[0] (name="app").pidfile_owner',
+            'no user of this name on this host (got "no-such-user-memdoor")',
+        ),
+        ('target[0] (name="app").threshold', "must be between 1 and 99 (got 150)"),
+        (
+            'target[0] (name="app").pidfile_owner',
+            "applies only to a pidfile target (this target has no pidfile)",
+        ),
+    ]
+
+
+def test_the_model_refuses_pidfile_owner_without_pidfile_outside_the_loader() -> None:
+    with pytest.raises(ValidationError, match="applies only to a pidfile target"):
+        TargetConfig.model_validate({"name": "x", "exe": "/bin/x", "pidfile_owner": "nobody"})
 
 
 def test_models_are_frozen() -> None:

@@ -34,11 +34,11 @@ def epoch(text: str) -> float:
 
 @contextmanager
 def watched_in_cgroup(
-    tmp_path: Path, settings: str, *workload_args: str
+    tmp_path: Path, pidfile_dir: Path, settings: str, *workload_args: str
 ) -> Iterator[tuple[DaemonProcess, LiveCgroup, Workload]]:
     """A daemon with only a pidfile target, threshold 90 and settings, watching a
     workload it has adopted in a 256 MiB cgroup."""
-    pidfile = tmp_path / "app.pid"
+    pidfile = pidfile_dir / "app.pid"
     text = f'[[target]]\nname = "app"\npidfile = "{pidfile}"\nthreshold = 90\n{settings}'
     daemon = DaemonProcess(write_config(tmp_path / "a.toml", text))
     try:
@@ -63,10 +63,10 @@ def start_growing(workload: Workload) -> None:
 
 
 def test_defaults_cross_at_the_cgroup_limit_and_tell_the_kill_within_a_second(
-    tmp_path: Path,
+    tmp_path: Path, pidfile_dir: Path
 ) -> None:
     grow = ("--grow-after-stdin-line", "--grow-until-killed", "--grow-mb-per-s", "400")
-    with watched_in_cgroup(tmp_path, "", *grow) as (daemon, _cgroup, hog):
+    with watched_in_cgroup(tmp_path, pidfile_dir, "", *grow) as (daemon, _cgroup, hog):
         start_growing(hog)
         assert hog.proc.wait(60) == -signal.SIGKILL
         killed = daemon.wait_record(
@@ -85,9 +85,11 @@ def test_defaults_cross_at_the_cgroup_limit_and_tell_the_kill_within_a_second(
     assert epoch(killed["timestamp"]) - epoch(kill["killed_at"]) <= TOLD_WITHIN_S, kill
 
 
-def test_an_exit_is_told_within_a_second_at_the_default_interval(tmp_path: Path) -> None:
+def test_an_exit_is_told_within_a_second_at_the_default_interval(
+    tmp_path: Path, pidfile_dir: Path
+) -> None:
     """Far below its threshold a watcher sleeps up to two 5 s intervals; its exit wakes it."""
-    with watched_in_cgroup(tmp_path, "") as (daemon, _cgroup, victim):
+    with watched_in_cgroup(tmp_path, pidfile_dir, "") as (daemon, _cgroup, victim):
         time.sleep(0.5)  # the watcher is asleep now, below the threshold
         killed_at = time.time()
         os.kill(victim.pid, signal.SIGKILL)
@@ -98,8 +100,14 @@ def test_an_exit_is_told_within_a_second_at_the_default_interval(tmp_path: Path)
     assert "exit" in found["wakeups"], found
 
 
-def test_a_system_threshold_the_cgroup_limit_makes_unreachable_is_said(tmp_path: Path) -> None:
-    with watched_in_cgroup(tmp_path, 'threshold_base = "system"\n') as (daemon, _cgroup, _w):
+def test_a_system_threshold_the_cgroup_limit_makes_unreachable_is_said(
+    tmp_path: Path, pidfile_dir: Path
+) -> None:
+    with watched_in_cgroup(tmp_path, pidfile_dir, 'threshold_base = "system"\n') as (
+        daemon,
+        _cgroup,
+        _w,
+    ):
         pass
     found: dict[str, Any] = next(r for r in daemon.records if r["event"] == "target_found")
     (warning,) = found["warnings"]

@@ -30,13 +30,13 @@ def records_of(daemon: DaemonProcess, pid: int) -> list[dict[str, Any]]:
 
 
 def hog_until_killed(
-    tmp_path: Path, threshold: int, rate_mb_per_s: int
+    tmp_path: Path, pidfile_dir: Path, threshold: int, rate_mb_per_s: int
 ) -> tuple[DaemonProcess, int, dict[str, Any]]:
     """A daemon watching a hog that grows in a 256 MiB cgroup until the kernel kills it.
 
     Returns the stopped daemon, the hog's pid, and the record that ended it.
     """
-    pidfile = tmp_path / "hog.pid"
+    pidfile = pidfile_dir / "hog.pid"
     config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold))
     daemon = DaemonProcess(config)
     try:
@@ -56,8 +56,8 @@ def hog_until_killed(
     return daemon, hog.pid, ended
 
 
-def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path) -> None:
-    daemon, pid, killed = hog_until_killed(tmp_path, threshold=50, rate_mb_per_s=100)
+def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path, pidfile_dir: Path) -> None:
+    daemon, pid, killed = hog_until_killed(tmp_path, pidfile_dir, threshold=50, rate_mb_per_s=100)
     assert killed["event"] == "oom_killed", killed
     mine = records_of(daemon, pid)
     before = mine[: mine.index(killed)]
@@ -78,17 +78,19 @@ def test_snapshot_before_the_kill_and_oom_killed_after(tmp_path: Path) -> None:
         validate_record(record)
 
 
-def test_a_threshold_too_high_still_gets_the_last_snapshot(tmp_path: Path) -> None:
+def test_a_threshold_too_high_still_gets_the_last_snapshot(
+    tmp_path: Path, pidfile_dir: Path
+) -> None:
     """Nothing crosses 99% before the kill, but the kept snapshot rides on oom_killed."""
-    _daemon, _pid, killed = hog_until_killed(tmp_path, threshold=99, rate_mb_per_s=200)
+    _daemon, _pid, killed = hog_until_killed(tmp_path, pidfile_dir, threshold=99, rate_mb_per_s=200)
     assert killed["event"] == "oom_killed", killed
     assert killed["last_snapshot"] is not None
     assert killed["last_snapshot"]["memory"]["rss_kb"] >= 16 * 1024
     validate_record(killed)
 
 
-def test_plain_sigkill_is_gone_not_oom_killed(tmp_path: Path) -> None:
-    pidfile = tmp_path / "hog.pid"
+def test_plain_sigkill_is_gone_not_oom_killed(tmp_path: Path, pidfile_dir: Path) -> None:
+    pidfile = pidfile_dir / "hog.pid"
     config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=50))
     daemon = DaemonProcess(config)
     try:
@@ -112,12 +114,12 @@ WITHOUT_KERNEL_LOG = ("setpriv", "--bounding-set", "-syslog,-sys_admin")
 
 
 def test_without_the_kernel_log_a_neighbours_kill_is_told_by_the_counter(
-    tmp_path: Path,
+    tmp_path: Path, pidfile_dir: Path
 ) -> None:
     """A watched process and an unwatched hog share a cgroup; the hog is OOM-killed."""
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is needed to drop CAP_SYSLOG")
-    pidfile = tmp_path / "small.pid"
+    pidfile = pidfile_dir / "small.pid"
     config = write_config(tmp_path / "a.toml", pidfile_target(pidfile, threshold=90))
     daemon = DaemonProcess(config, prefix=WITHOUT_KERNEL_LOG)
     try:

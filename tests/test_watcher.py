@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -22,11 +23,13 @@ from memdoor.oom.kernel_log import KernelLog
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import RecordLog
 from memdoor.render.bounded import RECORD_BUDGET
+from memdoor.resolve import Resolution
 from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import monotonic_usec
 from memdoor.watch.context import Services, TargetState
 from memdoor.watcher import ProcessWatcher
+from tests.pidfiles import fifo_released_after
 from tests.record_schema import validate_record
 
 
@@ -166,7 +169,7 @@ def test_stale_watcher_makes_the_supervisor_stale(spawn_workload) -> None:
 
     async def scenario() -> tuple[bool, bool]:
         supervisor = TargetSupervisor(state)
-        supervisor.step()
+        await supervisor.step()
         watcher, _task = supervisor.watchers[workload.pid]
         await asyncio.sleep(0.2)
         fresh = supervisor.stale(time.monotonic(), allowance=0.5)
@@ -231,21 +234,168 @@ def test_a_failing_watcher_is_reported(spawn_workload, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(ProcessWatcher, "tick", failing_tick)
 
-    async def scenario() -> TargetSupervisor:
+    async def scenario() -> tuple[dict[int, Any], bool]:
         supervisor = TargetSupervisor(state)
-        supervisor.step()
+        await supervisor.step()
         await asyncio.sleep(0.1)
-        supervisor.step()
-        return supervisor
+        await supervisor.step()
+        watchers_after_failure = dict(supervisor.watchers)
+        # A bug is not the process's end: the next step watches it again, and the
+        # same bug met again is not reported again.
+        await supervisor.step()
+        retried = workload.pid in supervisor.watchers
+        for _ in range(3):
+            await asyncio.sleep(0.1)
+            await supervisor.step()
+        for _watcher, task in supervisor.watchers.values():
+            task.cancel()
+        return watchers_after_failure, retried
 
-    supervisor = asyncio.run(scenario())
+    watchers_after_failure, retried = asyncio.run(scenario())
     records = [json.loads(line) for line in collector.lines]
     assert [r["event"] for r in records] == ["target_found", "watcher_failed"]
     failed = records[1]
     assert failed["pid"] == workload.pid and "bug in a tick" in failed["message"]
-    assert supervisor.watchers == {}
+    assert watchers_after_failure == {}
+    assert retried
     for record in records:
         validate_record(record)
+
+
+def test_after_a_failed_watcher_the_process_is_watched_again_and_its_kill_recorded(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case the retry exists for: a fixed pid whose watcher met a bug once, and
+    the OOM killer later takes the process. Run through the supervisor's own loop."""
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    collector = LineCollector()
+    state.records.writer = RecordLog(collector)
+    real_tick = ProcessWatcher.tick
+    ticks: list[int] = []
+
+    async def tick_failing_once(self: ProcessWatcher) -> float:
+        ticks.append(1)
+        if len(ticks) == 1:
+            raise RuntimeError("bug in the first tick")
+        return await real_tick(self)
+
+    monkeypatch.setattr(ProcessWatcher, "tick", tick_failing_once)
+
+    async def scenario() -> None:
+        supervisor = TargetSupervisor(state)
+        task = asyncio.get_running_loop().create_task(supervisor.run())
+        while len(ticks) < 3:  # failed, then two ticks of the watcher adopted again
+            await asyncio.sleep(0.01)
+        plant_kill(state, workload.pid)
+        workload.stop()
+        while not any('"oom_killed"' in line for line in collector.lines):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    records = [json.loads(line) for line in collector.lines]
+    assert [r["event"] for r in records] == ["target_found", "watcher_failed", "oom_killed"]
+    assert records[2]["pid"] == workload.pid
+    for record in records:
+        validate_record(record)
+
+
+def test_a_watcher_failing_with_another_error_is_reported_again(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    collector = LineCollector()
+    state.records.writer = RecordLog(collector)
+    errors = iter([RuntimeError("first bug"), RuntimeError("first bug"), ValueError("second")])
+
+    async def failing_tick(self: ProcessWatcher) -> float:
+        raise next(errors)
+
+    monkeypatch.setattr(ProcessWatcher, "tick", failing_tick)
+
+    async def scenario() -> None:
+        supervisor = TargetSupervisor(state)
+        for _ in range(7):  # adopt, reap, adopt again, ... three failures
+            await supervisor.step()
+            await asyncio.sleep(0.05)
+        for _watcher, task in supervisor.watchers.values():
+            task.cancel()
+
+    asyncio.run(scenario())
+    records = [json.loads(line) for line in collector.lines]
+    assert [r["event"] for r in records] == ["target_found", "watcher_failed", "watcher_failed"]
+    assert "first bug" in records[1]["message"] and "second" in records[2]["message"]
+
+
+def test_a_pid_is_adopted_only_with_the_start_time_resolution_checked(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With pidfile_owner, resolution checks the owner of one process (its start
+    time): a process that took the pid since must not be adopted in its place."""
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99)
+    started = identity_of(workload.pid).start_ticks
+    checked = [started - 1]
+
+    def resolve_checked(*args: Any) -> Resolution:
+        return Resolution(pids=[workload.pid], start_ticks={workload.pid: checked[0]})
+
+    monkeypatch.setattr(supervisor_module, "resolve", resolve_checked)
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        supervisor = TargetSupervisor(state)
+        await supervisor.step()
+        before = list(supervisor.watchers)
+        checked[0] = started
+        await supervisor.step()
+        after = list(supervisor.watchers)
+        for _watcher, task in supervisor.watchers.values():
+            task.cancel()
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    assert (before, after) == ([], [workload.pid])
+    assert log_of(state).events() == ["target_found"]
+
+
+def test_a_fifo_pidfile_is_refused_at_once_and_the_loop_runs_on(pidfile_dir: Path) -> None:
+    """The FIFO once blocked the daemon in open(); now it is refused, and resolution
+    runs off the event loop whatever the file system does."""
+    os.mkfifo(pidfile_dir / "app.pid")
+    # A pidfile target: no fixed pid.
+    state = make_state(None, pidfile=str(pidfile_dir / "app.pid"), interval=0.1)
+    beats: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            beats.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        beating = asyncio.get_running_loop().create_task(heartbeat())
+        supervising = asyncio.get_running_loop().create_task(TargetSupervisor(state).run())
+        while "target_unresolved" not in log_of(state).events():
+            await asyncio.sleep(0.01)
+        took = time.monotonic() - started
+        await asyncio.sleep(0.3)  # a few more intervals: said once, not every interval
+        for task in (beating, supervising):
+            task.cancel()
+        await asyncio.gather(beating, supervising, return_exceptions=True)
+        return took
+
+    # Should a regression block the loop in open() again, the FIFO is opened from
+    # the other end after 8 s: the test fails instead of hanging.
+    with fifo_released_after(pidfile_dir / "app.pid", 8.0):
+        took = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert took < 5.0
+    assert log_of(state).events() == ["target_unresolved", "target_waiting"]
+    problem = log_of(state).records[0][2]["problems"][0]
+    assert problem["reason"] == "denied" and problem["detail"].startswith("a FIFO, not a regular")
+    assert len(beats) > 10 and max(b - a for a, b in zip(beats, beats[1:])) < 1.0
 
 
 def plant_kill(state: TargetState, pid: int, **figures: Any) -> None:

@@ -11,7 +11,6 @@ from memdoor.config.problems import ConfigError, ConfigProblem
 from memdoor.config.resolve import ResolvedTarget, effective_targets
 from memdoor.config.schema import (
     INHERITED_KEYS,
-    PID_MAX_LIMIT,
     SELECTOR_KEYS,
     Config,
     DaemonConfig,
@@ -21,6 +20,7 @@ from memdoor.config.schema import (
     StdoutSettings,
     TargetConfig,
 )
+from memdoor.vocabulary import PID_MAX_LIMIT
 
 __all__ = [
     "EX_CONFIG",

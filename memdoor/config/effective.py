@@ -35,6 +35,8 @@ def render_effective(config: Config) -> str:
             value = getattr(target, key)
             if value is not None:
                 lines.append(f"{key} = {toml_value(value)}")
+        if target.pidfile_owner is not None:
+            lines.append(f"pidfile_owner = {toml_string(target.pidfile_owner)}")
         for key in _TARGET_INHERITED_KEYS:
             lines.append(_own_or_inherited(key, getattr(target, key), getattr(resolved, key)))
         if target.count is None:

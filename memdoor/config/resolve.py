@@ -26,6 +26,8 @@ class ResolvedTarget(InheritedSettings):
     pid: Optional[int]
     pidfile: Optional[str]
     exe: Optional[str]
+    # Only a pidfile target names one, so code building the other kinds may leave it out.
+    pidfile_owner: Optional[str] = None
     count: Optional[int]
     sections: tuple[Section, ...]
 
@@ -46,6 +48,7 @@ def _resolve(target: TargetConfig, daemon: DaemonConfig) -> ResolvedTarget:
             "name": target.name,
             "pid": target.pid,
             "pidfile": target.pidfile,
+            "pidfile_owner": target.pidfile_owner,
             "exe": target.exe,
             "count": target.count,
             "sections": ALL_SECTIONS if target.sections is None else target.sections,

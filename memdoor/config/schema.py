@@ -10,6 +10,7 @@ hiding the operator's mistake behind a value they did not mean.
 
 from __future__ import annotations
 
+import pwd
 import re
 from collections.abc import Sequence
 from typing import Annotated, Literal, Optional, Union
@@ -27,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from memdoor.config.toml_text import show
 from memdoor.vocabulary import (
+    PID_MAX_LIMIT,
     THRESHOLD_MAX,
     THRESHOLD_MIN,
     Detail,
@@ -38,9 +40,6 @@ from memdoor.vocabulary import (
 
 SELECTOR_KEYS = ("pid", "pidfile", "exe")
 
-# The kernel's PID_MAX_LIMIT on 64-bit: a larger pid can never match a process,
-# so it is a typo rather than a process that has not started yet.
-PID_MAX_LIMIT = 4_194_304
 # Below this a poll would mostly measure memdoor itself (a snapshot reads dozens of
 # /proc files); it bounds daemon.interval too, because targets inherit it.
 MIN_INTERVAL = 0.05
@@ -74,6 +73,15 @@ def _check_path(value: str) -> str:
     return value
 
 
+def _check_user(value: str) -> str:
+    """An unknown pidfile_owner is a typo to report now, not a target that never resolves."""
+    try:
+        pwd.getpwnam(value)
+    except (KeyError, ValueError):
+        raise PydanticCustomError("unknown_user", "no user of this name on this host") from None
+    return value
+
+
 def _check_name(value: str) -> str:
     """The name becomes a journal field value and a label, so keep it to a safe alphabet."""
     if _NAME_RE.fullmatch(value) is None:
@@ -101,9 +109,12 @@ def _check_unique_sections(value: tuple[Section, ...]) -> tuple[Section, ...]:
 
 Percent = Annotated[int, _between(THRESHOLD_MIN, THRESHOLD_MAX)]
 GrowthPercent = Annotated[int, _between(0, 10000)]
+# A pid above PID_MAX_LIMIT can never match a process: a typo rather than a process
+# that has not started yet.
 Pid = Annotated[int, _between(1, PID_MAX_LIMIT)]
 Interval = Annotated[float, Field(ge=MIN_INTERVAL, allow_inf_nan=False)]
 AbsolutePath = Annotated[str, AfterValidator(_check_path)]
+UserName = Annotated[str, AfterValidator(_check_user)]
 TargetName = Annotated[str, AfterValidator(_check_name)]
 JournaldEnabled = Annotated[Union[bool, Literal["auto"]], PlainValidator(_check_bool_or_auto)]
 Sections = Annotated[
@@ -120,6 +131,13 @@ def selector_problem(given: Sequence[str]) -> Optional[str]:
         return None
     got = ", ".join(given) if given else "none"
     return f"exactly one of pid, pidfile, exe is required (got {got})"
+
+
+def owner_problem(keys: Sequence[str]) -> Optional[str]:
+    """Why a target with these keys may not set pidfile_owner, or None."""
+    if "pidfile_owner" in keys and "pidfile" not in keys:
+        return "applies only to a pidfile target (this target has no pidfile)"
+    return None
 
 
 def duplicate_names(names: Sequence[object]) -> list[tuple[int, str]]:
@@ -194,6 +212,9 @@ class TargetConfig(_Model):
     name: TargetName
     pid: Optional[Pid] = None
     pidfile: Optional[AbsolutePath] = None
+    # The user besides root whose pidfile is believed, and whose processes alone it
+    # may name (README, "Pidfiles").
+    pidfile_owner: Optional[UserName] = None
     exe: Optional[AbsolutePath] = None
     # The overrides of InheritedSettings, each of the same type or None.
     threshold: Optional[Percent] = None
@@ -209,9 +230,13 @@ class TargetConfig(_Model):
 
     @model_validator(mode="after")
     def _one_selector(self) -> TargetConfig:
-        problem = selector_problem([key for key in SELECTOR_KEYS if getattr(self, key) is not None])
+        given = [key for key in type(self).model_fields if getattr(self, key) is not None]
+        problem = selector_problem([key for key in SELECTOR_KEYS if key in given])
         if problem is not None:
             raise PydanticCustomError("selector_count", problem)
+        problem = owner_problem(given)
+        if problem is not None:
+            raise PydanticCustomError("owner_without_pidfile", problem)
         return self
 
 

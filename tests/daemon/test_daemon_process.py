@@ -16,6 +16,7 @@ import pytest
 
 from memdoor.lab.daemon_process import DaemonProcess, NotifySocket, write_config
 from memdoor.sinks.journal_protocol import decode_entry
+from tests.hung_filesystem import hung_filesystem
 from tests.record_schema import validate_record
 
 
@@ -83,25 +84,33 @@ def test_watchdog_pid_of_another_process_is_not_pinged(tmp_path, notify, daemons
     assert notify.assignments("WATCHDOG") == []
 
 
-def test_wedged_event_loop_stops_the_pings(tmp_path, notify, daemons):
-    """A pidfile that is a FIFO blocks open() in the loop: the pings must stop."""
-    fifo = tmp_path / "app.pid"
-    os.mkfifo(fifo)
-    config = write_config(
-        tmp_path / "a.toml",
-        f'[[target]]\nname = "ok"\npid = {os.getpid()}\nthreshold = 99\ninterval = 0.2\n'
-        f'[[target]]\nname = "stuck"\npidfile = "{fifo}"\ninterval = 0.2\n',
-    )
-    daemon = daemons(config, env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"})
-    notify.wait_for("READY", "1")
-    time.sleep(1.0)
-    count = len(notify.assignments("WATCHDOG"))
-    time.sleep(1.0)
-    assert len(notify.assignments("WATCHDOG")) == count
-    # Unblock the open so the daemon can be stopped cleanly.
-    with open(fifo, "w") as writer:
-        writer.write("\n")
-    assert daemon.stop() == 0
+def test_a_target_stuck_in_the_kernel_stops_the_pings_but_not_sigterm(
+    tmp_path, notify, daemons, pidfile_dir
+):
+    """A pidfile on a file system that never answers (a hung NFS or FUSE mount) holds
+    its target's resolution in the kernel. Resolution runs in a thread of its own, so
+    the event loop runs on; the stuck target makes no progress, so the pings stop and
+    systemd restarts the daemon. (A FIFO pidfile once blocked the loop itself here; a
+    FIFO is now refused without being opened.) SIGTERM still stops the daemon at once."""
+    with hung_filesystem(pidfile_dir / "hung") as mountpoint:
+        config = write_config(
+            tmp_path / "a.toml",
+            f'[[target]]\nname = "ok"\npid = {os.getpid()}\nthreshold = 99\ninterval = 0.2\n'
+            f'[[target]]\nname = "stuck"\npidfile = "{mountpoint}/app.pid"\ninterval = 0.2\n',
+        )
+        env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
+        daemon = daemons(config, env=env)
+        notify.wait_for("READY", "1")
+        time.sleep(1.0)
+        count = len(notify.assignments("WATCHDOG"))
+        time.sleep(1.0)
+        assert len(notify.assignments("WATCHDOG")) == count
+        status = [value for _t, value in notify.assignments("STATUS")]
+        assert "STALLED: no progress on stuck" in status, status
+        asked = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - asked < 5.0
+    assert "Traceback" not in daemon.stderr
 
 
 def test_sighup_applies_a_good_config_and_keeps_running_on_a_bad_one(

@@ -19,6 +19,7 @@ from memdoor.lab.memory_cgroup import live_memory_cgroup
 from memdoor.lab.workload import MIB
 from memdoor.lab.workload_parent import start_workload
 from memdoor.system_memory import MemTotal
+from tests.pidfiles import trusted_directory
 
 HOG_LIMIT_MB = 256
 
@@ -41,8 +42,8 @@ def _config(server_pid: int, pidfile: Path) -> str:
 
 def record_daemon_run(directory: Path) -> list[dict[str, Any]]:
     """Every record the daemon wrote, in order, from start to clean stop."""
-    pidfile = directory / "hog.pid"
     with contextlib.ExitStack() as stack:
+        pidfile = stack.enter_context(trusted_directory()) / "hog.pid"
         server = start_workload("--touch-mb", _server_mb(), "--sockets", "--tcp-pairs", 2)
         stack.callback(server.stop)
         daemon = DaemonProcess(write_config(directory / "run.toml", _config(server.pid, pidfile)))

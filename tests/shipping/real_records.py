@@ -24,6 +24,7 @@ from typing import Any
 from memdoor.lab.daemon_process import DaemonProcess, write_config
 from memdoor.lab.memory_cgroup import live_memory_cgroup
 from memdoor.lab.workload import MIB
+from tests.pidfiles import trusted_directory
 
 LIMIT_MB = 256
 # Full snapshots of the workload's mappings are several MB of JSON.
@@ -76,31 +77,32 @@ def record_oom_kill(
     returned records (parsed from stdout) are what the journal must hold, in
     order, ending with daemon_stopping.
     """
-    pidfile = tmp_path / "victim.pid"
-    config = write_config(tmp_path / "oom.toml", _config(pidfile, socket_path, watches))
-    daemon = DaemonProcess(config)
-    try:
-        for watch in watches:
-            daemon.wait_record(event_of(watch.name, "target_waiting"))
-        with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
-            victim = cgroup.spawn(
-                "--mappings",
-                mappings,
-                "--touch-mb",
-                16,
-                "--grow-mb-per-s",
-                100,
-                "--grow-to-mb",
-                4096,
-            )
-            pidfile.write_text(f"{victim.pid}\n")
+    with trusted_directory() as pidfile_home:
+        pidfile = pidfile_home / "victim.pid"
+        config = write_config(tmp_path / "oom.toml", _config(pidfile, socket_path, watches))
+        daemon = DaemonProcess(config)
+        try:
             for watch in watches:
-                daemon.wait_record(
-                    event_of(watch.name, "oom_killed", "target_gone"), timeout=_KILL_TIMEOUT
+                daemon.wait_record(event_of(watch.name, "target_waiting"))
+            with live_memory_cgroup(LIMIT_MB * MIB) as cgroup:
+                victim = cgroup.spawn(
+                    "--mappings",
+                    mappings,
+                    "--touch-mb",
+                    16,
+                    "--grow-mb-per-s",
+                    100,
+                    "--grow-to-mb",
+                    4096,
                 )
-            status = victim.proc.wait(_KILL_TIMEOUT)
-    finally:
-        code = daemon.stop()
+                pidfile.write_text(f"{victim.pid}\n")
+                for watch in watches:
+                    daemon.wait_record(
+                        event_of(watch.name, "oom_killed", "target_gone"), timeout=_KILL_TIMEOUT
+                    )
+                status = victim.proc.wait(_KILL_TIMEOUT)
+        finally:
+            code = daemon.stop()
     assert code == 0, daemon.stderr
     assert status == -signal.SIGKILL, status
     ends = [r for r in daemon.records if r["event"] in ("oom_killed", "target_gone")]
