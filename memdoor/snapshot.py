@@ -21,7 +21,6 @@ from memdoor.collect.cgroup import (
 )
 from memdoor.collect.connections import read_connections
 from memdoor.collect.identity import ProcessIdentity, read_identity, read_stat
-from memdoor.collect.mappings import read_mappings
 from memdoor.collect.memory import (
     MemoryFigures,
     build_memory_figures,
@@ -30,6 +29,7 @@ from memdoor.collect.memory import (
     read_status,
 )
 from memdoor.collect.oom import OomScores, read_oom_scores
+from memdoor.collect.pagemap import MappingsSource, read_resident_mappings
 from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor, read_ancestry
 from memdoor.procfs.maps import Mapping
@@ -49,6 +49,8 @@ class Snapshot:
     oom: Optional[OomScores] = None
     tree: Optional[list[Ancestor]] = None
     mappings: Optional[list[Mapping]] = None
+    # Which reads gave the mappings' resident sizes: "pagemap", "smaps" or "maps" (none).
+    mappings_source: Optional[MappingsSource] = None
     connections: Optional[list[Socket]] = None
     problems: list[Unreadable] = field(default_factory=list)
     # The /proc root it was read from: problems name files under it.
@@ -96,7 +98,7 @@ def take_snapshot(
     snapshot.identity = read_identity(pid, stat, problems, proc)
 
     if "mappings" in sections:
-        snapshot.mappings = read_mappings(pid, problems, proc)
+        snapshot.mappings, snapshot.mappings_source = read_resident_mappings(pid, problems, proc)
     if "memory" in sections:
         snapshot.memory = _read_memory(pid, problems, proc)
         if cgroups is not None:

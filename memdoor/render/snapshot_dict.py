@@ -121,6 +121,8 @@ def snapshot_dict(
         data["tree"] = [{"pid": a.pid, "name": a.name} for a in snapshot.tree]
     if with_lists and snapshot.mappings is not None:
         data["mappings"] = [mapping_dict(m) for m in snapshot.mappings]
+    if snapshot.mappings is not None:
+        data["mappings_source"] = snapshot.mappings_source
     if with_lists and snapshot.connections is not None:
         data["connections"] = [connection_dict(c) for c in snapshot.connections]
     data["problems"] = [p.to_dict() for p in snapshot.problems]
