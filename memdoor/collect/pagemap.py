@@ -1,11 +1,12 @@
 """Mappings with their resident size from maps and one ioctl(PAGEMAP_SCAN), smaps where not.
 
-The scan (Linux 6.7+) needs the same ptrace read access as smaps, which the
-systemd unit's CAP_SYS_PTRACE gives; no CAP_SYS_ADMIN, since it reports page
-categories, never frame numbers. Where it fails (ENOTTY or EINVAL before 6.7,
-EFAULT where maps lists a gate page above the user address space that is not
-the last mapping, EPERM), the smaps path reads the same figures, and the
-snapshot's mappings_source says which path gave them.
+The scan (Linux 6.7+) needs the ptrace read access smaps needs, and since
+pagemap's mode is 0400, a reader that does not own the process also needs
+CAP_DAC_READ_SEARCH: the systemd unit grants both (measured as a non-root
+uid). No CAP_SYS_ADMIN: it reports page categories, never frame numbers.
+Where it fails (ENOTTY before 6.7, EFAULT where a gate page above the user
+address space is not maps' last line, EPERM, EACCES), the smaps path reads
+the same figures, and the snapshot's mappings_source says which path gave them.
 """
 
 from __future__ import annotations

@@ -43,8 +43,12 @@ def parse_page_regions(data: bytes, page_size: int) -> list[tuple[int, int]]:
     for (start, end), categories in zip(regions, values[2::3]):
         if categories != PAGE_IS_PRESENT:
             raise ParseError(f"pagemap: region {start:x}-{end:x} has categories {categories:#x}")
-        if not previous_end <= start < end or (start | end) % page_size:
-            raise ParseError(f"pagemap: region {start:x}-{end:x} is empty, unaligned or unordered")
+        if start >= end:
+            raise ParseError(f"pagemap: region {start:x}-{end:x} is empty")
+        if (start | end) % page_size:
+            raise ParseError(f"pagemap: region {start:x}-{end:x} is not page-aligned")
+        if start < previous_end:
+            raise ParseError(f"pagemap: region {start:x}-{end:x} is out of order")
         previous_end = end
     return regions
 

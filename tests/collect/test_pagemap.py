@@ -1,0 +1,165 @@
+"""Resident sizes by PAGEMAP_SCAN against smaps, on real processes; the fallbacks on fixtures."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from memdoor.collect.mappings import read_mappings
+from memdoor.collect.pagemap import read_resident_mappings, read_scanned_mappings
+from memdoor.collect.reading import Unreadable
+from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.snapshot import take_snapshot
+from tests.collect.trees import COMPLETE, MODERN, TRUNCATED_SMAPS
+from tests.workload_fixture import SpawnWorkload
+
+MIB = 1024 * 1024
+
+
+def _kernel_has_pagemap_scan() -> bool:
+    major, minor = (int(part) for part in platform.release().split(".")[:2])
+    return (major, minor) >= (6, 7)
+
+
+needs_pagemap_scan = pytest.mark.skipif(
+    not _kernel_has_pagemap_scan(), reason="PAGEMAP_SCAN needs Linux 6.7+"
+)
+
+
+def by_group(mappings: Sequence[Mapping]) -> dict[tuple[str, str], int]:
+    groups: dict[tuple[str, str], int] = {}
+    for m in mappings:
+        groups[mapping_group(m)] = groups.get(mapping_group(m), 0) + (m.rss_kb or 0)
+    return groups
+
+
+def within_one_percent(a: int, b: int) -> bool:
+    return abs(a - b) <= max(a, b) / 100
+
+
+def both_paths(pid: int) -> tuple[list[Mapping], list[Mapping]]:
+    problems: list[Unreadable] = []
+    scanned = read_scanned_mappings(pid)
+    from_smaps = read_mappings(pid, problems)
+    assert problems == [] and scanned is not None and from_smaps is not None
+    return scanned, from_smaps
+
+
+def assert_agree(scanned: list[Mapping], from_smaps: list[Mapping]) -> None:
+    assert [m._replace(rss_kb=None) for m in scanned] == [
+        m._replace(rss_kb=None) for m in from_smaps
+    ]
+    scanned_groups, smaps_groups = by_group(scanned), by_group(from_smaps)
+    assert scanned_groups.keys() == smaps_groups.keys()
+    for group, rss in smaps_groups.items():
+        assert within_one_percent(scanned_groups[group], rss), group
+    total = sum(smaps_groups.values())
+    assert within_one_percent(sum(scanned_groups.values()), total)
+
+
+@needs_pagemap_scan
+def test_both_paths_agree_on_a_workload(spawn_workload: SpawnWorkload) -> None:
+    workload = spawn_workload("--touch-mb", 64, "--mappings", 2000, "--sockets")
+    scanned, from_smaps = both_paths(workload.pid)
+    assert len(scanned) >= 2000
+    assert_agree(scanned, from_smaps)
+    # The touched 64 MiB are resident on both paths.
+    assert sum(m.rss_kb or 0 for m in scanned) >= 64 * 1024
+
+
+# A child with one anonymous mapping of 32 MiB: every page read (so mapped to the
+# shared zero page), the first 8 MiB then written. It prints the mapping's address.
+_ZERO_PAGE_CHILD = """
+import ctypes, mmap, sys
+size, written = 32 << 20, 8 << 20
+area = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+area.madvise(mmap.MADV_NOHUGEPAGE)
+sum(area[offset] for offset in range(0, size, mmap.PAGESIZE))
+area[:written] = b"x" * written
+print(ctypes.addressof(ctypes.c_char.from_buffer(area)), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def zero_page_child() -> Iterator[tuple[int, int]]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _ZERO_PAGE_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        address = int(child.stdout.readline())
+        yield child.pid, address
+    finally:
+        child.kill()
+        child.wait()
+
+
+@needs_pagemap_scan
+def test_pages_that_map_the_zero_page_are_not_resident(
+    zero_page_child: tuple[int, int],
+) -> None:
+    pid, address = zero_page_child
+    scanned, from_smaps = both_paths(pid)
+    assert_agree(scanned, from_smaps)
+    (area,) = [m for m in scanned if m.start == address]
+    assert area.size_kb == 32 * 1024
+    # Counted as present, the zero page would make all 32 MiB resident.
+    assert within_one_percent(area.rss_kb or 0, 8 * 1024)
+
+
+@needs_pagemap_scan
+def test_a_snapshot_says_its_mappings_came_from_pagemap(spawn_workload: SpawnWorkload) -> None:
+    workload = spawn_workload("--touch-mb", 8)
+    snapshot = take_snapshot(workload.pid, sections=["mappings"])
+    assert snapshot.mappings_source == "pagemap" and snapshot.problems == []
+    assert snapshot.mappings and all(m.rss_kb is not None for m in snapshot.mappings)
+
+
+def test_without_pagemap_smaps_gives_the_sizes_and_no_problem() -> None:
+    problems: list[Unreadable] = []
+    mappings, source = read_resident_mappings(COMPLETE, problems, MODERN)
+    assert (source, problems) == ("smaps", [])
+    assert mappings is not None and sum(m.rss_kb or 0 for m in mappings) == 1504
+
+
+def test_a_pagemap_without_the_ioctl_falls_back_to_smaps(tmp_path: Path) -> None:
+    """A regular file answers the ioctl with ENOTTY, as a kernel before 6.7 does."""
+    shutil.copytree(f"{MODERN}/{COMPLETE}", tmp_path / str(COMPLETE), symlinks=True)
+    (tmp_path / str(COMPLETE) / "pagemap").write_bytes(b"\0" * 4096)
+    problems: list[Unreadable] = []
+    mappings, source = read_resident_mappings(COMPLETE, problems, str(tmp_path))
+    assert (source, problems) == ("smaps", [])
+    assert mappings is not None and sum(m.rss_kb or 0 for m in mappings) == 1504
+
+
+def test_maps_alone_is_said_so() -> None:
+    problems: list[Unreadable] = []
+    mappings, source = read_resident_mappings(TRUNCATED_SMAPS, problems, MODERN)
+    assert source == "maps" and [p.reason for p in problems] == ["malformed"]
+    assert mappings and all(m.rss_kb is None for m in mappings)
+
+
+def test_nothing_readable_is_no_source() -> None:
+    problems: list[Unreadable] = []
+    assert read_resident_mappings(999999, problems, MODERN) == (None, None)
+    assert [p.reason for p in problems] == ["vanished"]
+
+
+def test_an_empty_maps_is_left_to_the_smaps_path(tmp_path: Path) -> None:
+    """A zombie group leader's maps is empty while its threads run on."""
+    shutil.copytree(f"{MODERN}/{COMPLETE}", tmp_path / str(COMPLETE), symlinks=True)
+    (tmp_path / str(COMPLETE) / "maps").write_bytes(b"")
+    assert read_scanned_mappings(COMPLETE, str(tmp_path)) is None
+    mappings, source = read_resident_mappings(COMPLETE, [], str(tmp_path))
+    assert source == "smaps" and mappings is not None and len(mappings) == 24
+    assert os.path.getsize(tmp_path / str(COMPLETE) / "maps") == 0
