@@ -160,6 +160,18 @@ def read_scanned_mappings(pid: int, proc: str = "/proc") -> Optional[list[Mappin
         return None
 
 
+def read_smaps_mappings(
+    pid: int, problems: list[Unreadable], proc: str = "/proc"
+) -> tuple[Optional[list[Mapping]], Optional[MappingsSource]]:
+    """The path for kernels before 6.7: smaps, or maps alone (no resident sizes)."""
+    mappings = read_mappings(pid, problems, proc)
+    if mappings is None:
+        return None, None
+    if mappings and all(m.rss_kb is None for m in mappings):
+        return mappings, "maps"
+    return mappings, "smaps"
+
+
 def read_resident_mappings(
     pid: int, problems: list[Unreadable], proc: str = "/proc"
 ) -> tuple[Optional[list[Mapping]], Optional[MappingsSource]]:
@@ -167,9 +179,4 @@ def read_resident_mappings(
     scanned = read_scanned_mappings(pid, proc)
     if scanned is not None:
         return scanned, "pagemap"
-    mappings = read_mappings(pid, problems, proc)
-    if mappings is None:
-        return None, None
-    if mappings and all(m.rss_kb is None for m in mappings):
-        return mappings, "maps"
-    return mappings, "smaps"
+    return read_smaps_mappings(pid, problems, proc)
