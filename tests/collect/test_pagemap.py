@@ -7,6 +7,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -45,11 +46,22 @@ def within_one_percent(a: int, b: int) -> bool:
 
 
 def both_paths(pid: int) -> tuple[list[Mapping], list[Mapping]]:
-    problems: list[Unreadable] = []
-    scanned = read_scanned_mappings(pid)
-    from_smaps = read_mappings(pid, problems)
-    assert problems == [] and scanned is not None and from_smaps is not None
-    return scanned, from_smaps
+    """The scan between two smaps reads that agree: the process held still meanwhile.
+
+    A process just past its ready line may still touch a page of stack or
+    heap; a page that arrives between the two paths' reads is not a
+    disagreement between them, so such a round is read again.
+    """
+    for _ in range(20):
+        problems: list[Unreadable] = []
+        before = read_mappings(pid, problems)
+        scanned = read_scanned_mappings(pid)
+        after = read_mappings(pid, problems)
+        assert problems == [] and scanned is not None and after is not None
+        if before == after:
+            return scanned, after
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} kept changing its mappings")
 
 
 def assert_agree(scanned: list[Mapping], from_smaps: list[Mapping]) -> None:
