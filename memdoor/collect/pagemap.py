@@ -62,12 +62,13 @@ class _ScanArg(ctypes.Structure):
     ]
 
 
-_Vector = ctypes.c_char * (VECTOR_REGIONS * REGION.size)
 # _IOWR('f', 16, struct pm_scan_arg)
 PAGEMAP_SCAN = (3 << 30) | (ctypes.sizeof(_ScanArg) << 16) | (ord("f") << 8) | 16
 
 
-def scan_present(path: str, start: int, end: int) -> Union[bytes, Unreadable]:
+def scan_present(
+    path: str, start: int, end: int, vector_regions: int = VECTOR_REGIONS
+) -> Union[bytes, Unreadable]:
     """The page_region vector of present pages in [start, end), the zero page left out.
 
     A page mapped to the shared zero page (read, never written) is present in
@@ -80,13 +81,13 @@ def scan_present(path: str, start: int, end: int) -> Union[bytes, Unreadable]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return unreadable_from_oserror(path, exc)
-    vector = _Vector()
+    vector = (ctypes.c_char * (vector_regions * REGION.size))()
     arg = _ScanArg(
         size=ctypes.sizeof(_ScanArg),
         start=start,
         end=end,
         vec=ctypes.addressof(vector),
-        vec_len=VECTOR_REGIONS,
+        vec_len=vector_regions,
         category_inverted=PAGE_IS_PFNZERO,
         category_mask=PAGE_IS_PFNZERO | PAGE_IS_PRESENT,
         return_mask=PAGE_IS_PRESENT,
@@ -107,7 +108,7 @@ def scan_present(path: str, start: int, end: int) -> Union[bytes, Unreadable]:
         os.close(fd)
 
 
-def _scan_range(maps: bytes) -> tuple[int, int]:
+def first_and_last_address(maps: bytes) -> tuple[int, int]:
     """From the first mapping's start to the end of the last one below the kernel's half.
 
     Read from the ends of the text: splitting 20,000 lines to find two costs more.
@@ -149,7 +150,7 @@ def read_scanned_mappings(pid: int, proc: str = "/proc") -> Optional[list[Mappin
     if isinstance(maps, Unreadable) or not maps:
         return None
     try:
-        start, end = _scan_range(maps)
+        start, end = first_and_last_address(maps)
     except ValueError:
         return None
     vector = scan_present(f"{proc}/{pid}/pagemap", start, end)

@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 
 from memdoor.collect.mappings import read_mappings
-from memdoor.collect.pagemap import read_resident_mappings, read_scanned_mappings
-from memdoor.collect.reading import Unreadable
+from memdoor.collect.pagemap import (
+    PAGE_SIZE,
+    first_and_last_address,
+    read_resident_mappings,
+    read_scanned_mappings,
+    scan_present,
+)
+from memdoor.collect.reading import Unreadable, read_bytes
 from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.procfs.pagemap import REGION, parse_page_regions
 from memdoor.snapshot import take_snapshot
 from tests.collect.trees import COMPLETE, MODERN, TRUNCATED_SMAPS
 from tests.workload_fixture import SpawnWorkload
@@ -127,6 +134,28 @@ def test_pages_that_map_the_zero_page_are_not_resident(
     assert area.size_kb == 32 * 1024
     # Counted as present, the zero page would make all 32 MiB resident.
     assert within_one_percent(area.rss_kb or 0, 8 * 1024)
+
+
+@needs_pagemap_scan
+def test_a_scan_whose_vector_fills_goes_on_where_it_stopped(spawn_workload: SpawnWorkload) -> None:
+    """One region per ioctl: every region is a call of its own, resumed from walk_end."""
+    workload = spawn_workload("--touch-mb", 8, "--mappings", 200)
+    maps = read_bytes(f"/proc/{workload.pid}/maps")
+    assert isinstance(maps, bytes)
+    start, end = first_and_last_address(maps)
+    path = f"/proc/{workload.pid}/pagemap"
+    whole, one_by_one = scan_present(path, start, end), scan_present(path, start, end, 1)
+    assert isinstance(whole, bytes) and isinstance(one_by_one, bytes)
+    assert len(whole) // REGION.size > 10
+
+    def pages(vector: bytes) -> set[int]:
+        return {
+            page
+            for first, last in parse_page_regions(vector, PAGE_SIZE)
+            for page in range(first, last, PAGE_SIZE)
+        }
+
+    assert pages(one_by_one) == pages(whole)
 
 
 @needs_pagemap_scan
