@@ -24,9 +24,11 @@ from memdoor.collect.reading import Unreadable, read_bytes, unreadable_from_oser
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.pagemap import (
+    PAGE_IS_HUGE,
     PAGE_IS_PFNZERO,
     PAGE_IS_PRESENT,
     REGION,
+    Undecidable,
     parse_maps_with_resident,
 )
 
@@ -76,6 +78,8 @@ def scan_present(
     it: counted, it gave 391 MB against a VmRSS of 350 MB. So a page must not
     be PFNZERO (category_inverted + category_mask) and must be PRESENT.
     Swapped pages are not asked for: resident sizes are what a mapping shows.
+    Huge pages are reported as such: in a file mapping they may be hugetlbfs,
+    which smaps does not count as resident (see procfs.pagemap.Undecidable).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -90,7 +94,7 @@ def scan_present(
         vec_len=vector_regions,
         category_inverted=PAGE_IS_PFNZERO,
         category_mask=PAGE_IS_PFNZERO | PAGE_IS_PRESENT,
-        return_mask=PAGE_IS_PRESENT,
+        return_mask=PAGE_IS_PRESENT | PAGE_IS_HUGE,
     )
     chunks = []
     try:
@@ -159,7 +163,7 @@ def read_scanned_mappings(pid: int, proc: str = "/proc") -> Optional[list[Mappin
     try:
         with _collector_paused():
             return parse_maps_with_resident(maps, PAGE_SIZE, vector)
-    except ParseError:
+    except (ParseError, Undecidable):
         return None
 
 

@@ -23,25 +23,46 @@ from memdoor.procfs.maps import HEADER, Mapping, Names, check_complete
 PAGE_IS_PRESENT = 1 << 3
 PAGE_IS_SWAPPED = 1 << 4
 PAGE_IS_PFNZERO = 1 << 5
+PAGE_IS_HUGE = 1 << 6
 # struct page_region {__u64 start; __u64 end; __u64 categories;}, native order.
 REGION = struct.Struct("=QQQ")
 
 
-def parse_page_regions(data: bytes, page_size: int) -> list[tuple[int, int]]:
-    """The present (start, end) ranges in a vector the kernel filled, in address order.
+class Undecidable(Exception):
+    """The scan cannot give smaps' figure here; only smaps can.
 
-    The scan asks for present pages only, so any other category, a range that
-    is empty, unaligned, out of order or overlapping its neighbour, or a
-    vector cut inside a triple means the bytes are not what the kernel
-    writes, and ParseError says so rather than a wrong resident size.
+    A huge page in a mapping with a path is either hugetlbfs (huge pages
+    reserved apart, which smaps leaves out of Rss and VmRSS leaves out too)
+    or a transparent huge page of a file or shmem (which both count); the
+    page categories do not tell the two apart. In anonymous mappings a huge
+    page is always a transparent one: hugetlb's anonymous mappings are named
+    /anon_hugepage.
+    """
+
+
+Ranges = list[tuple[int, int]]
+
+
+def parse_page_regions(data: bytes, page_size: int) -> tuple[Ranges, Ranges]:
+    """The present (start, end) ranges in a vector the kernel filled, in address order,
+    and those of them made of huge pages.
+
+    The scan asks for present pages, reported as present or present and
+    huge, so any other category, a range that is empty, unaligned, out of
+    order or overlapping its neighbour, or a vector cut inside a triple means
+    the bytes are not what the kernel writes, and ParseError says so rather
+    than a wrong resident size.
     """
     if len(data) % REGION.size:
         raise ParseError(f"pagemap: {len(data)} bytes is not a whole number of page regions")
     values = struct.unpack(f"={len(data) // 8}Q", data)
     regions = list(zip(values[0::3], values[1::3]))
+    huge = []
     previous_end = 0
     for (start, end), categories in zip(regions, values[2::3]):
-        if categories != PAGE_IS_PRESENT:
+        if categories == PAGE_IS_PRESENT | PAGE_IS_HUGE:
+            huge.append((start, end))
+        elif categories != PAGE_IS_PRESENT:
             raise ParseError(f"pagemap: region {start:x}-{end:x} has categories {categories:#x}")
         if start >= end:
             raise ParseError(f"pagemap: region {start:x}-{end:x} is empty")
@@ -50,7 +71,7 @@ def parse_page_regions(data: bytes, page_size: int) -> list[tuple[int, int]]:
         if start < previous_end:
             raise ParseError(f"pagemap: region {start:x}-{end:x} is out of order")
         previous_end = end
-    return regions
+    return regions, huge
 
 
 def resident_kb(
@@ -78,6 +99,8 @@ def resident_kb(
 def parse_maps_with_resident(data: bytes, page_size: int, vector: bytes) -> list[Mapping]:
     """maps text and a PAGEMAP_SCAN vector -> every mapping with its resident kB.
 
+    Raises Undecidable where only smaps can say (huge pages in a file mapping).
+
     The same checks as parse_maps (every line a header, the last one whole),
     but built column by column: converting each field with map() and making
     each Mapping with tuple.__new__ keeps the per-mapping work in C, which for
@@ -88,12 +111,15 @@ def parse_maps_with_resident(data: bytes, page_size: int, vector: bytes) -> list
     lines = data.count(b"\n")
     if len(rows) != lines:
         raise ParseError(f"maps: {lines - len(rows)} of {lines} lines are not mapping headers")
-    regions = parse_page_regions(vector, page_size)
+    regions, huge = parse_page_regions(vector, page_size)
     if not rows:
         return []
     starts_hex, ends_hex, perms, offsets, devs, inodes, paths = zip(*rows)
     starts = list(map(int, starts_hex, repeat(16)))
     ends = list(map(int, ends_hex, repeat(16)))
+    for index, kb in enumerate(resident_kb(starts, ends, huge)):
+        if kb and paths[index].startswith(b"/"):
+            raise Undecidable(f"huge pages in {paths[index]!r}")
     name = Names().__getitem__
     columns = zip(
         starts,

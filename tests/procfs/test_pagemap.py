@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.maps import parse_maps
 from memdoor.procfs.pagemap import (
+    PAGE_IS_HUGE,
     PAGE_IS_PFNZERO,
     PAGE_IS_PRESENT,
     PAGE_IS_SWAPPED,
     REGION,
+    Undecidable,
     parse_maps_with_resident,
     parse_page_regions,
     resident_kb,
@@ -37,22 +39,23 @@ def test_the_recorded_scan_gives_what_smaps_gave_for_every_mapping() -> None:
 
 
 def test_the_recorded_vector_is_present_ranges_in_order() -> None:
-    regions = parse_page_regions(recorded_bytes("pagemap_scan"), PAGE)
-    assert len(regions) == 16
+    regions, huge = parse_page_regions(recorded_bytes("pagemap_scan"), PAGE)
+    assert len(regions) == 16 and huge == []
     assert regions == sorted(regions)
     assert sum(end - start for start, end in regions) // 1024 == 1496
 
 
 def test_every_cut_of_the_recorded_vector_inside_a_region_is_refused() -> None:
     data = recorded_bytes("pagemap_scan")
-    whole = parse_page_regions(data, PAGE)
+    whole, _ = parse_page_regions(data, PAGE)
     for prefix in prefixes(data):
         if len(prefix) % REGION.size:
             with pytest.raises(ParseError, match="whole number"):
                 parse_page_regions(prefix, PAGE)
         else:
             # The scan stops between regions when its vector fills; the rest follows.
-            assert parse_page_regions(prefix, PAGE) == whole[: len(prefix) // REGION.size]
+            regions, _ = parse_page_regions(prefix, PAGE)
+            assert regions == whole[: len(prefix) // REGION.size]
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,7 @@ def test_every_cut_of_the_recorded_vector_inside_a_region_is_refused() -> None:
         ([(0x1000, 0x2000, PAGE_IS_PRESENT | PAGE_IS_PFNZERO)], "categories"),
         ([(0x1000, 0x2000, PAGE_IS_SWAPPED)], "categories"),
         ([(0x1000, 0x2000, 0)], "categories"),
+        ([(0x1000, 0x2000, PAGE_IS_HUGE)], "categories"),
         ([(0x2000, 0x2000, PAGE_IS_PRESENT)], "empty"),
         ([(0x3000, 0x2000, PAGE_IS_PRESENT)], "empty"),
         ([(0x1800, 0x2000, PAGE_IS_PRESENT)], "not page-aligned"),
@@ -77,15 +81,17 @@ def test_a_vector_the_kernel_would_not_write_is_refused(
 
 
 def test_an_empty_vector_is_nothing_present() -> None:
-    assert parse_page_regions(b"", PAGE) == []
+    assert parse_page_regions(b"", PAGE) == ([], [])
 
 
 @fuzz
 @given(st.binary(max_size=24 * 6))
 def test_any_bytes_parse_or_raise_parse_error(data: bytes) -> None:
-    regions = value_or_parse_error(lambda d: parse_page_regions(d, PAGE), data)
-    if regions is not None:
+    parsed = value_or_parse_error(lambda d: parse_page_regions(d, PAGE), data)
+    if parsed is not None:
+        regions, huge = parsed
         assert all(start < end for start, end in regions)
+        assert set(huge) <= set(regions)
 
 
 @fuzz
@@ -93,9 +99,9 @@ def test_any_bytes_parse_or_raise_parse_error(data: bytes) -> None:
 def test_damaged_recorded_vectors_parse_or_raise_parse_error(at: int, junk: bytes) -> None:
     data = recorded_bytes("pagemap_scan")
     damaged = data[:at] + junk + data[at + len(junk) :]
-    regions = value_or_parse_error(lambda d: parse_page_regions(d, PAGE), damaged)
-    if regions is not None:
-        assert len(regions) == len(damaged) // REGION.size
+    parsed = value_or_parse_error(lambda d: parse_page_regions(d, PAGE), damaged)
+    if parsed is not None:
+        assert len(parsed[0]) == len(damaged) // REGION.size
 
 
 @st.composite
@@ -143,3 +149,26 @@ def test_the_maps_checks_hold_on_this_path_too() -> None:
     with pytest.raises(ParseError, match="whole number"):
         parse_maps_with_resident(maps, PAGE, scan[:-1])
     assert parse_maps_with_resident(b"", PAGE, b"") == []
+
+
+MAPS = (
+    b"7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
+    b"7f0000400000-7f0000800000 rw-s 00000000 00:10 4242"
+    b"                       /anon_hugepage (deleted)\n"
+)
+
+
+def test_huge_pages_in_an_anonymous_mapping_are_resident() -> None:
+    """Transparent huge pages: smaps counts them in Rss."""
+    scan = vector((0x7F0000000000, 0x7F0000200000, PAGE_IS_PRESENT | PAGE_IS_HUGE))
+    anonymous, hugetlb = parse_maps_with_resident(MAPS, PAGE, scan)
+    assert (anonymous.rss_kb, hugetlb.rss_kb) == (2048, 0)
+
+
+def test_huge_pages_in_a_mapping_with_a_path_are_left_to_smaps() -> None:
+    """hugetlbfs, which smaps leaves out of Rss, or a file's THP, which it counts."""
+    scan = vector((0x7F0000400000, 0x7F0000600000, PAGE_IS_PRESENT | PAGE_IS_HUGE))
+    with pytest.raises(Undecidable, match="anon_hugepage"):
+        parse_maps_with_resident(MAPS, PAGE, scan)
+    small_pages = vector((0x7F0000400000, 0x7F0000600000, PAGE_IS_PRESENT))
+    assert parse_maps_with_resident(MAPS, PAGE, small_pages)[1].rss_kb == 2048
