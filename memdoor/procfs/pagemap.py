@@ -117,9 +117,10 @@ def parse_maps_with_resident(data: bytes, page_size: int, vector: bytes) -> list
     starts_hex, ends_hex, perms, offsets, devs, inodes, paths = zip(*rows)
     starts = list(map(int, starts_hex, repeat(16)))
     ends = list(map(int, ends_hex, repeat(16)))
-    for index, kb in enumerate(resident_kb(starts, ends, huge)):
-        if kb and paths[index].startswith(b"/"):
-            raise Undecidable(f"huge pages in {paths[index]!r}")
+    if huge:
+        for index, kb in enumerate(resident_kb(starts, ends, huge)):
+            if kb and paths[index].startswith(b"/"):
+                raise Undecidable(f"huge pages in {paths[index]!r}")
     name = Names().__getitem__
     columns = zip(
         starts,
