@@ -5,8 +5,9 @@ pagemap's mode is 0400, a reader that does not own the process also needs
 CAP_DAC_READ_SEARCH: the systemd unit grants both (measured as a non-root
 uid). No CAP_SYS_ADMIN: it reports page categories, never frame numbers.
 Where it fails (ENOTTY before 6.7, EFAULT where a gate page above the user
-address space is not maps' last line, EPERM, EACCES), the smaps path reads
-the same figures, and the snapshot's mappings_source says which path gave them.
+address space is not maps' last line, EPERM, EACCES) or cannot tell (huge
+pages in a file mapping), the smaps path reads the same figures, and the
+snapshot's mappings_source says which path gave them.
 """
 
 from __future__ import annotations

@@ -285,4 +285,32 @@ def test_an_empty_maps_is_left_to_the_smaps_path(tmp_path: Path) -> None:
     assert read_scanned_mappings(COMPLETE, str(tmp_path)) is None
     mappings, source = read_resident_mappings(COMPLETE, [], str(tmp_path))
     assert source == "smaps" and mappings is not None and len(mappings) == 24
-    assert os.path.getsize(tmp_path / str(COMPLETE) / "maps") == 0
+
+
+# The main thread leaves by the exit system call (not exit_group) while another
+# thread runs on: the group leader becomes a zombie with the process alive.
+_ZOMBIE_LEADER_CHILD = """
+import ctypes, platform, sys, threading
+threading.Thread(target=sys.stdin.read).start()
+print("ready", flush=True)
+ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[platform.machine()], 0)
+"""
+
+
+@needs_pagemap_scan
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="exit syscall number")
+def test_a_zombie_leaders_empty_maps_is_not_taken_for_no_mappings() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _ZOMBIE_LEADER_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/maps").read_bytes():
+            assert time.monotonic() < deadline, "the leader never left"
+            time.sleep(0.01)
+        assert len(os.listdir(f"/proc/{child.pid}/task")) == 2
+        assert read_scanned_mappings(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
