@@ -1,38 +1,71 @@
-"""How much a snapshot costs: one full snapshot and one below-threshold poll.
+"""How much a snapshot costs: a full snapshot by each path, and one below-threshold poll.
 
 Builds a target with 20,000 mappings and 2,000 loopback TCP connections (the
 lab workload), then prints CPU milliseconds (median of several) for a full
-snapshot and for the per-tick poll, and the collector's peak RSS.
+snapshot with the mappings' resident sizes read each way: maps plus one
+ioctl(PAGEMAP_SCAN) (Linux 6.7+), and smaps (older kernels, and the fallback).
+Each line splits the CPU into user (Python) and sys (the kernel generating
+/proc files), and says what the mappings section alone cost. The two paths
+run alternately, so a machine that gets busier half-way weighs on both alike.
+Then the per-tick poll and the collector's peak RSS.
 
-    python benchmarks/snapshot.py [--runs 7] [--mappings 20000] [--connections 2000]
+    python benchmarks/snapshot.py [--runs 9] [--mappings 20000] [--connections 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
 import statistics
 import sys
-import time
-from typing import Callable
+from typing import Callable, NamedTuple
+from unittest import mock
 
 from memdoor.collect.identity import read_stat
 from memdoor.collect.memory import read_rss_kb
+from memdoor.collect.pagemap import read_resident_mappings, read_smaps_mappings
+from memdoor.collect.reading import Unreadable
 from memdoor.lab.workload_parent import start_workload
-from memdoor.snapshot import take_snapshot
+from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.system_memory import MemTotal
 
+ReadMappings = Callable[[int, list[Unreadable]], object]
+PATHS: dict[str, ReadMappings] = {
+    "pagemap": read_resident_mappings,
+    "smaps": read_smaps_mappings,
+}
 
-def cpu_ms(action: Callable[[], object], repeat: int = 1) -> float:
-    start = time.process_time()
+
+class Cost(NamedTuple):
+    user_ms: float
+    sys_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.user_ms + self.sys_ms
+
+
+def cpu(action: Callable[[], object], repeat: int = 1) -> Cost:
+    """User and system CPU of this process, per call: getrusage counts both apart."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(repeat):
         action()
-    return (time.process_time() - start) * 1000 / repeat
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return Cost(
+        (after.ru_utime - before.ru_utime) * 1000 / repeat,
+        (after.ru_stime - before.ru_stime) * 1000 / repeat,
+    )
+
+
+def median(costs: list[Cost]) -> Cost:
+    """The run whose total is the median, so its user/sys split is one real run's."""
+    return sorted(costs, key=lambda c: c.total_ms)[len(costs) // 2]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--mappings", type=int, default=20000)
     parser.add_argument("--connections", type=int, default=2000)
     args = parser.parse_args()
@@ -50,21 +83,35 @@ def main() -> int:
             read_rss_kb(pid)
             mem_total.kb()
 
-        full = [
-            cpu_ms(lambda: take_snapshot(pid, expected_start_ticks=start_ticks))
-            for _ in range(args.runs)
-        ]
-        polls = [cpu_ms(poll, repeat=1000) for _ in range(args.runs)]
+        def snapshot_by(read: ReadMappings) -> Snapshot:
+            with mock.patch("memdoor.snapshot.read_resident_mappings", read):
+                return take_snapshot(pid, expected_start_ticks=start_ticks)
+
+        full: dict[str, list[Cost]] = {path: [] for path in PATHS}
+        section: dict[str, list[Cost]] = {path: [] for path in PATHS}
+        for _ in range(args.runs):
+            for path, read in PATHS.items():
+                section[path].append(cpu(functools.partial(read, pid, [])))
+                full[path].append(cpu(functools.partial(snapshot_by, read)))
+        sources = {path: snapshot_by(read).mappings_source for path, read in PATHS.items()}
+        polls = [cpu(poll, repeat=1000).total_ms for _ in range(args.runs)]
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(
             f"target: pid {pid}, {len(snapshot.mappings or [])} mappings, "
             f"{len(snapshot.connections or [])} TCP/UDP sockets, "
             f"RSS {snapshot.memory.rss_kb if snapshot.memory else '?'} kB"
         )
-        print(
-            f"full snapshot:        median {statistics.median(full):8.2f} ms CPU "
-            f"(min {min(full):.2f}, max {max(full):.2f}, {args.runs} runs)"
-        )
+        print(f"full snapshot, median of {args.runs} runs each, the paths alternating:")
+        for path in PATHS:
+            cost, alone = median(full[path]), median(section[path])
+            totals = [c.total_ms for c in full[path]]
+            print(
+                f"  {path:8} {cost.total_ms:7.2f} ms CPU = user {cost.user_ms:6.2f} + "
+                f"sys {cost.sys_ms:6.2f} (kernel {100 * cost.sys_ms / cost.total_ms:3.0f}%); "
+                f"min {min(totals):.2f}, max {max(totals):.2f}; mappings section alone "
+                f"{alone.total_ms:6.2f} (user {alone.user_ms:.2f} + sys {alone.sys_ms:.2f}); "
+                f"mappings_source {sources[path]}"
+            )
         print(
             f"below-threshold poll: median {statistics.median(polls):8.4f} ms CPU "
             "(stat + statm + cached MemTotal)"

@@ -29,7 +29,6 @@ from memdoor.collect.identity import (
     read_identity,
     read_stat,
 )
-from memdoor.collect.mappings import read_mappings
 from memdoor.collect.memory import (
     MemoryFigures,
     build_memory_figures,
@@ -38,6 +37,7 @@ from memdoor.collect.memory import (
     read_status,
 )
 from memdoor.collect.oom import OomScores, read_oom_scores
+from memdoor.collect.pagemap import MappingsSource, read_resident_mappings
 from memdoor.collect.reading import Unreadable
 from memdoor.collect.tree import Ancestor, read_ancestry
 from memdoor.procfs.maps import Mapping
@@ -57,6 +57,8 @@ class Snapshot:
     oom: Optional[OomScores] = None
     tree: Optional[list[Ancestor]] = None
     mappings: Optional[list[Mapping]] = None
+    # Which reads gave the mappings' resident sizes: "pagemap", "smaps" or "maps" (none).
+    mappings_source: Optional[MappingsSource] = None
     connections: Optional[list[Socket]] = None
     problems: list[Unreadable] = field(default_factory=list)
     # The /proc root it was read from: problems name files under it.
@@ -106,7 +108,7 @@ def take_snapshot(
 
     tid, where = task.tid, task.proc
     if "mappings" in sections:
-        snapshot.mappings = read_mappings(tid, problems, where)
+        snapshot.mappings, snapshot.mappings_source = read_resident_mappings(tid, problems, where)
     if "memory" in sections:
         snapshot.memory = _read_memory(task, problems, proc)
         if cgroups is not None:

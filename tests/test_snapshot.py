@@ -148,8 +148,9 @@ def test_malformed_status() -> None:
     ("denied", "sections", "changed"),
     [
         ("{pid}/status", SECTIONS, {"memory"}),
-        # smaps feeds the mappings' resident sizes; maps stands in without them.
-        ("{pid}/smaps", SECTIONS, {"mappings"}),
+        # smaps feeds the mappings' resident sizes; maps stands in without them,
+        # and mappings_source says so.
+        ("{pid}/smaps", SECTIONS, {"mappings", "mappings_source"}),
         ("{pid}/smaps_rollup", ("memory",), {"memory"}),
         ("{pid}/oom_score", SECTIONS, {"oom"}),
         ("{pid}/exe", SECTIONS, {"process"}),

@@ -136,6 +136,8 @@ def snapshot_dict(
         data["tree"] = tree_list(snapshot.tree)
     if with_lists and snapshot.mappings is not None:
         data["mappings"] = [mapping_dict(m) for m in snapshot.mappings]
+    if snapshot.mappings is not None:
+        data["mappings_source"] = snapshot.mappings_source
     if with_lists and snapshot.connections is not None:
         data["connections"] = [connection_dict(c) for c in snapshot.connections]
     data["problems"] = [p.to_dict() for p in snapshot.problems]

@@ -340,8 +340,8 @@ def test_the_worst_process_fits_at_the_last_level() -> None:
             Mapping(i << 12, (i + 1) << 12, "r--p", big, "08:01", big, worst + str(i), big)
             for i in range(40)
         ],
-        sockets_,
-        [Unreadable(worst, "malformed", worst)] * 24,
+        connections=sockets_,
+        problems=[Unreadable(worst, "malformed", worst)] * 24,
     )
     report = OomKillReport(
         2**22,
