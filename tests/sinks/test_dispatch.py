@@ -3,7 +3,6 @@ failures said once per episode, through the other sinks."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ from memdoor.sinks.journal_protocol import decode_entry
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.stdout import StdoutSink
 from tests.record_schema import validate_record
+from tests.sinks.small_pipe import small_pipe
 
 HANG_GUARD_SECONDS = 30
 # stdout may hold this much for its reader; records a third of it fill it in a few.
@@ -34,8 +34,7 @@ class Rig:
     socket it can take away and bring back."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.read_end, write_end = os.pipe()
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+        self.read_end, write_end = small_pipe()
         self.stdout_file = os.fdopen(write_end, "w")
         self.stdout = StdoutSink(self.stdout_file, LIMIT)
         self.socket_path = str(tmp_path / "journal.sock")

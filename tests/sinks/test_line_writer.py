@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import json
 import os
 import subprocess
@@ -17,18 +16,17 @@ from collections.abc import Iterator
 import pytest
 
 from memdoor.sinks.line_writer import LineWriter
+from tests.sinks.small_pipe import small_pipe
 
 # Generous: only a hang takes this long.
 HANG_GUARD_SECONDS = 30
-PAGE = 4096
 
 
 class Pipe:
-    """A pipe shrunk to one page, so a few lines fill it, and the writers using it."""
+    """A small pipe and the writers using it."""
 
     def __init__(self) -> None:
-        self.read_end, self.write_end = os.pipe()
-        fcntl.fcntl(self.write_end, fcntl.F_SETPIPE_SZ, PAGE)
+        self.read_end, self.write_end = small_pipe()
         self.reading = True
         self.writers: list[LineWriter] = []
 
