@@ -69,10 +69,6 @@ class Dispatcher:
         if self.stdout is not None and self.stdout.writer is not None:
             self.stdout.writer.on_error = lambda detail: self._failed("stdout", detail)
 
-    @property
-    def sink_names(self) -> list[str]:
-        return [s for s, on in (("stdout", self.stdout), ("journald", self.journald)) if on]
-
     def follow(self, previous: Dispatcher) -> None:
         """Take over the running totals of the dispatcher this one replaces on reload,
         and the failure state of each sink object both use."""
