@@ -117,9 +117,11 @@ class Dispatcher:
         if self.stderr is not None:
             self.stderr.put(f"memdoor: {text}")
             return
-        # If stderr is gone too, the records are the remaining channel.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            print(f"memdoor: {text}", file=sys.stderr, flush=True)
+        # If stderr is gone too, the records are the remaining channel. (print
+        # with file=None would write to stdout, into the records.)
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"memdoor: {text}", file=sys.stderr, flush=True)
 
     def _shown(self, record: dict[str, Any], sink: str) -> Mapping[str, Any]:
         """The record as this sink writes it: with the count of what it dropped before."""

@@ -20,8 +20,8 @@ reader keeps up.
 
 Write errors (EPIPE, ENOSPC, EBADF...) end the writer: what is queued is
 discarded and later lines are refused. The error is handed to the event loop
-that first queued a line, and a pipe whose reader has already gone is found by
-the line that meets it, before it is queued.
+that first queued a line; a pipe whose reader had gone while the queue was
+empty is found by the next line before it is queued.
 """
 
 from __future__ import annotations

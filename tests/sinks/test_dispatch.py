@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,16 @@ def test_a_rebuilt_dispatcher_keeps_the_totals_and_the_state_of_the_sinks_it_kee
     assert kept.failing == {"journald"} and fresh.failing == set()
     assert fresh.journald is not None
     fresh.journald.close()
+
+
+def test_a_notice_without_stderr_never_lands_among_the_records(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """print(file=None) writes to stdout: with stderr closed that is the record stream."""
+    dispatcher = Dispatcher(StdoutSink(), None)
+    monkeypatch.setattr(sys, "stderr", None)
+
+    dispatcher.notice("sink journald failed: gone")
+    dispatcher.emit('{"event":"sample"}', {"event": "sample"})
+
+    assert capsys.readouterr().out == '{"event":"sample"}\n'
