@@ -1,67 +1,64 @@
 """The daemon: supervision of target tasks, signals, sd_notify and the watchdog.
 
-Everything runs on one asyncio loop. SIGTERM/SIGINT stop it cleanly, SIGHUP
-reloads the configuration target by target (unchanged targets keep their
-state), and the watchdog is only fed while the loop and every target task are
-making progress, so systemd restarts a daemon that wedged.
+Everything runs on one asyncio loop, and nothing on it waits for a reader:
+records go to sinks that queue or drop (memdoor.sinks), snapshots to daemon
+worker threads (memdoor.worker_threads). SIGTERM/SIGINT stop it within a
+second whatever a sink or a target is doing, SIGHUP reloads the configuration
+target by target (unchanged targets keep their state) and applies or reports
+every changed daemon-wide key, and the watchdog is only fed while the loop and
+every target task are making progress, so systemd restarts a daemon that
+wedged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import os
 import signal
-import socket
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from memdoor.collect.cgroup import CgroupMounts, find_cgroup_mounts
 from memdoor.collect.reading import Unreadable
 from memdoor.config import Config, ConfigError, effective_targets, load_config
 from memdoor.emitter import DaemonRecords
-from memdoor.notify import Notifier, watchdog_interval
+from memdoor.notify import Notifier, Watchdog
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.oom.nearby import (
     NEARBY_PERIOD,
     NeighbourKillCounter,
     nearby_from_report,
 )
+from memdoor.outputs import build_dispatcher, choose_sinks, unapplied_sink_keys
 from memdoor.pressure import PressureHub
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import RecordLog
-from memdoor.render.ecs import ecs_formatter
-from memdoor.sinks.dispatch import Dispatcher, Formatter
-from memdoor.sinks.journald import JournaldSender
-from memdoor.sinks.stdout import StdoutSink, stdout_is_journal_stream
+from memdoor.sinks.dispatch import Dispatcher
+from memdoor.sinks.stdout import StdoutSink, stderr_notices
 from memdoor.system_memory import MemTotal
 from memdoor.targets import Targets
 from memdoor.watch.context import Services
+from memdoor.worker_threads import DaemonThreadPool
 
 STATUS_PERIOD = 5.0
 SNAPSHOT_THREADS = 2
+# From SIGTERM to the end of run(): target tasks get a part of it, the sinks'
+# queues the rest. What is still queued then (a reader that stopped reading)
+# is left behind.
+SHUTDOWN_SECONDS = 0.5
+TARGETS_STOP_SECONDS = 0.25
 
 
-def build_dispatcher(config: Config) -> Dispatcher:
-    """Pick sinks; under systemd with the native journal sink, stdout would duplicate it."""
-    journald_wanted = config.sinks.journald.enabled
-    under_systemd = bool(os.environ.get("JOURNAL_STREAM"))
-    journald = (
-        JournaldSender(config.sinks.journald.socket)
-        if journald_wanted is True or (journald_wanted == "auto" and under_systemd)
-        else None
-    )
-    stdout_wanted = config.sinks.stdout.enabled and not (
-        journald is not None and stdout_is_journal_stream()
-    )
-    # One formatter for both sinks, so an ECS document is rendered once per record.
-    ecs = ecs_formatter(socket.gethostname())
-    formatters: dict[str, Formatter] = {
-        sink: ecs
-        for sink, settings in (("stdout", config.sinks.stdout), ("journald", config.sinks.journald))
-        if settings.format == "ecs"
-    }
-    return Dispatcher(StdoutSink() if stdout_wanted else None, journald, formatters)
+def changed_settings(old: Config, new: Config) -> list[str]:
+    """The daemon-wide keys ([daemon], [sinks.*]) whose value differs, as dotted paths."""
+
+    def flat(config: Config) -> dict[str, Any]:
+        keys = {f"daemon.{key}": value for key, value in config.daemon.model_dump().items()}
+        for sink, settings in config.sinks.model_dump().items():
+            keys.update({f"sinks.{sink}.{key}": value for key, value in settings.items()})
+        return keys
+
+    before, after = flat(old), flat(new)
+    return [key for key, value in after.items() if before.get(key) != value]
 
 
 class Daemon:
@@ -78,10 +75,14 @@ class Daemon:
             proc=proc,
             neighbour_kills=NeighbourKillCounter(proc),
         )
-        self.dispatcher = build_dispatcher(config)
+        # Opened once: every dispatcher a reload builds shares them.
+        self.stdout = StdoutSink()
+        self.stderr = stderr_notices()
+        self.dispatcher = build_dispatcher(config, self.stdout, self.stderr)
         self.records = self._records_for(self.dispatcher)
         self.notifier = Notifier(self.records.notify_failed)
         self.targets = Targets(self.services)
+        self.watchdog = Watchdog(self.notifier, self.targets.stale)
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
 
@@ -97,9 +98,8 @@ class Daemon:
         # small host busy; asyncio's default (CPUs + 4) only adds glibc malloc
         # arenas, megabytes of RSS each, for reads that the kernel serialises
         # per process anyway.
-        loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=SNAPSHOT_THREADS)
-        )
+        executor = DaemonThreadPool(SNAPSHOT_THREADS, "memdoor-snapshot")
+        loop.set_default_executor(executor)
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
@@ -108,20 +108,19 @@ class Daemon:
         kernel_log.listeners.append(self._oom_kill_seen)
         if self.services.pressure is not None:
             self.services.pressure.start(loop)
+        sinks = [choice.to_dict() for choice in choose_sinks(self.config, self.stdout).values()]
+        for sink in sinks:
+            if sink["state"] == "unavailable":
+                self.dispatcher.notice(f"sink {sink['name']} unavailable: {sink['detail']}")
         self.records.daemon_started(
-            self.config_path,
-            len(self.config.targets),
-            self.dispatcher.sink_names,
-            self._evidence_sources(),
+            self.config_path, len(self.config.targets), sinks, self._evidence_sources()
         )
         self._apply_targets()
         helpers = [loop.create_task(self._report_status())]
         if kernel_log.unavailable is not None:
             helpers.append(loop.create_task(self._count_neighbour_kills()))
-        period = watchdog_interval() if self.config.daemon.watchdog else None
-        if period is not None:
-            helpers.append(loop.create_task(self._feed_watchdog(period)))
         self.notifier.ready(self.status_line())
+        self.watchdog.set_enabled(self.config.daemon.watchdog)
         try:
             while not self._stop.is_set():
                 reload_wait = loop.create_task(self._reload_requested.wait())
@@ -133,16 +132,30 @@ class Daemon:
                     self._reload_requested.clear()
                     self.reload()
         finally:
+            deadline = time.monotonic() + SHUTDOWN_SECONDS
             self.notifier.stopping()
             self.records.daemon_stopping()
+            self.watchdog.stop()
             for task in helpers:
                 task.cancel()
-            await self.targets.stop()
+            stuck = await self.targets.stop(TARGETS_STOP_SECONDS)
+            if stuck:
+                self.dispatcher.notice(f"stopping without waiting for {', '.join(stuck)}")
             await asyncio.gather(*helpers, return_exceptions=True)
             kernel_log.stop(loop)
             if self.services.pressure is not None:
                 self.services.pressure.close()
+            executor.shutdown(wait=False)
+            self._close_sinks(deadline)
         return 0
+
+    def _close_sinks(self, deadline: float) -> None:
+        """Give the queued records until deadline to get out, then leave them."""
+        self.stdout.close(max(0.0, deadline - time.monotonic()))
+        if self.stderr is not None:
+            self.stderr.close(max(0.0, deadline - time.monotonic()))
+        if self.dispatcher.journald is not None:
+            self.dispatcher.journald.close()
 
     def _evidence_sources(self) -> dict[str, str]:
         """Which OOM evidence and cgroup figures this host lets us read, said once at start."""
@@ -183,14 +196,24 @@ class Daemon:
             self.records.config_invalid(exc, "reload rejected, the running configuration stays")
             self.notifier.ready(self.status_line())
             return
+        settings = changed_settings(self.config, new_config)
         if new_config.sinks != self.config.sinks:
-            if self.dispatcher.journald is not None:
-                self.dispatcher.journald.close()
-            self.dispatcher = build_dispatcher(new_config)
+            self.dispatcher = build_dispatcher(
+                new_config, self.stdout, self.stderr, previous=self.dispatcher
+            )
             self.records = self._records_for(self.dispatcher)
         self.config = new_config
+        # Inherited [daemon] keys reach the targets they change (restarted), and
+        # redact_cmdline every running target, through _apply_targets.
+        self.watchdog.set_enabled(new_config.daemon.watchdog)
         added, removed, changed = self._apply_targets()
-        self.records.config_reloaded(added, removed, changed)
+        self.records.config_reloaded(
+            added,
+            removed,
+            changed,
+            settings,
+            unapplied_sink_keys(settings, new_config, self.stdout),
+        )
         self.notifier.ready(self.status_line())
 
     def _apply_targets(self) -> tuple[list[str], list[str], list[str]]:
@@ -202,9 +225,14 @@ class Daemon:
 
     def status_line(self) -> str:
         targets, processes, above = self.targets.counts()
+        dropped = "".join(
+            f", {delivery.dropped} dropped on {sink}"
+            for sink, delivery in self.dispatcher.delivery.items()
+            if delivery.dropped
+        )
         return (
             f"watching {targets} targets ({processes} processes), "
-            f"{above} above threshold, {self.dispatcher.records} records emitted"
+            f"{above} above threshold, {self.dispatcher.records} records emitted{dropped}"
         )
 
     async def _report_status(self) -> None:
@@ -219,18 +247,3 @@ class Daemon:
             if losses is not None:
                 self.records.kernel_log_lost(losses)
             await asyncio.sleep(STATUS_PERIOD)
-
-    async def _feed_watchdog(self, period: float) -> None:
-        """Ping only while every supervisor and watcher made progress recently.
-
-        A loop that is blocked never gets here; a target task stuck (a /proc read
-        that never returns in a worker thread) shows as stale. Either way the
-        pings stop and systemd restarts the daemon after WatchdogSec.
-        """
-        while True:
-            stale = self.targets.stale(time.monotonic(), allowance=period)
-            if stale:
-                self.notifier.status(f"STALLED: no progress on {', '.join(stale)}")
-            else:
-                self.notifier.watchdog()
-            await asyncio.sleep(period)

@@ -64,29 +64,54 @@ class DaemonRecords:
         self.writer = writer
 
     def daemon_started(
-        self, config: Optional[str], targets: int, sinks: list[str], evidence: dict[str, str]
+        self,
+        config: Optional[str],
+        targets: int,
+        sinks: list[dict[str, str]],
+        evidence: dict[str, str],
     ) -> None:
+        """sinks: each sink's name, state (on, off, unavailable) and why."""
+        used = ", ".join(sink["name"] for sink in sinks if sink["state"] == "on") or "none"
         _write(
             self.writer,
             Event.DAEMON_STARTED,
-            message=f"memdoor started: {targets} targets, sinks {', '.join(sinks) or 'none'}",
+            message=f"memdoor started: {targets} targets, sinks {used}",
             config=config,
             daemon_pid=os.getpid(),
+            sinks=sinks,
             evidence=evidence,
         )
 
     def daemon_stopping(self) -> None:
         _write(self.writer, Event.DAEMON_STOPPING, message="memdoor stopping")
 
-    def config_reloaded(self, added: list[str], removed: list[str], changed: list[str]) -> None:
+    def config_reloaded(
+        self,
+        added: list[str],
+        removed: list[str],
+        changed: list[str],
+        settings_changed: list[str],
+        not_applied: list[dict[str, str]],
+    ) -> None:
+        """Targets by name; daemon-wide keys as dotted paths, and those that could not
+        take effect with the reason."""
+        message = (
+            f"configuration reloaded: {len(added)} added, {len(removed)} removed, "
+            f"{len(changed)} changed"
+        )
+        if settings_changed:
+            message += f"; settings changed: {', '.join(settings_changed)}"
+        if not_applied:
+            message += f"; not applied: {', '.join(item['key'] for item in not_applied)}"
         _write(
             self.writer,
             Event.CONFIG_RELOADED,
-            message=f"configuration reloaded: {len(added)} added, {len(removed)} removed, "
-            f"{len(changed)} changed",
+            message=message,
             added=added,
             removed=removed,
             changed=changed,
+            settings_changed=settings_changed,
+            not_applied=not_applied,
         )
 
     def config_invalid(self, exc: ConfigError, consequence: str) -> None:

@@ -43,12 +43,23 @@ class Targets:
             running[name] = (target, supervisor, task)
         return added, removed, changed
 
-    async def stop(self) -> None:
-        tasks = [task for _target, _supervisor, task in self._running.values()]
+    async def stop(self, timeout: float) -> list[str]:
+        """Cancel every supervisor and wait at most timeout for them to end.
+
+        A task ends as soon as it is cancelled, even one awaiting a snapshot
+        whose worker thread is stuck in a read; the bound is for a task that
+        would not, so that stopping never waits on it. Returns the names of the
+        targets whose task had not ended.
+        """
+        tasks = {task: name for name, (_t, _s, task) in self._running.items()}
         self._running.clear()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return []
+        # gather retrieves each task's outcome, so none is logged as never retrieved.
+        await asyncio.wait({asyncio.gather(*tasks, return_exceptions=True)}, timeout=timeout)
+        return sorted(name for task, name in tasks.items() if not task.done())
 
     def placements(self) -> list[Placement]:
         return [

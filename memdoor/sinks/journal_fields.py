@@ -68,6 +68,7 @@ def journal_fields(record: Mapping[str, Any], line: str) -> dict[str, str]:
         "MEMDOOR_RSS_KB": _figure(record, "memory", "rss_kb"),
         "MEMDOOR_USAGE_PERCENT": _figure(record, "memory", "usage_percent"),
         "MEMDOOR_THRESHOLD_PERCENT": record.get("threshold_percent"),
+        "MEMDOOR_DROPPED_RECORDS": record.get("dropped_records"),
         **_owner_fields(record),
     }
     fields.update({key: str(value) for key, value in optional.items() if value is not None})

@@ -1,7 +1,12 @@
-"""JSON lines on stdout, flushed per record.
+"""JSON lines on standard output, written by a thread so a reader that stops reading
+costs records, never the daemon.
 
-Python block-buffers stdout when it is not a terminal; without a flush per
-record a crash or a SIGKILL would lose the records that explain it.
+Each line goes out as soon as the reader takes it (no block buffering: a crash
+or a SIGKILL must not lose the records that explain it). Lines bypass
+sys.stdout and its encoding: records are UTF-8 (JSON's encoding) whatever the
+locale, and no buffer of sys.stdout is left for the interpreter's exit to flush
+into a pipe that no longer reads. See memdoor.sinks.line_writer for why a
+thread rather than a non-blocking fd.
 """
 
 from __future__ import annotations
@@ -10,19 +15,82 @@ import os
 import sys
 from typing import Optional, TextIO
 
+from memdoor.sinks.line_writer import LineWriter, PutOutcome
 from memdoor.vocabulary import decimal
+
+# What stdout may hold that its reader has not taken yet: at least 256 records
+# of the default detail (at most 16 KiB each), seconds of a busy daemon's
+# output. Holding more would only delay the drops, with memory that the host is
+# short of at the very moment memdoor reports.
+QUEUE_LIMIT = 4 * 1024 * 1024
+# The operator's one-line notices on stderr: a few hundred of them.
+NOTICE_LIMIT = 64 * 1024
+
+
+def _stream_fd(stream: TextIO) -> Optional[int]:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError):
+        # io.UnsupportedOperation, which is both: a stream in memory.
+        return None
 
 
 class StdoutSink:
+    """stdout, or the reason there is none (then every write is refused).
+
+    A missing stdout is a disabled sink, said once at start; it is not a
+    failure, which would be reported as one. A stream that is not a file
+    descriptor (a test's capture, an embedding program's object) cannot block
+    on a reader and is written directly.
+    """
+
     name = "stdout"
 
-    def __init__(self, stream: Optional[TextIO] = None) -> None:
-        self._stream = stream if stream is not None else sys.stdout
+    def __init__(self, stream: Optional[TextIO] = None, limit: int = QUEUE_LIMIT) -> None:
+        """stream: sys.stdout unless given (sys.stdout is None when fd 1 was closed).
+        limit: the bytes that may wait for the reader."""
+        chosen = sys.stdout if stream is None else stream
+        # What Python makes of an fd 1 closed before it started (`>&-`).
+        self.missing = "standard output is closed" if chosen is None else ""
+        fd = None if chosen is None else _stream_fd(chosen)
+        self.writer = None if fd is None else LineWriter(fd, limit, "memdoor-stdout")
+        self._direct = chosen if fd is None else None
+        self._direct_error: Optional[str] = None
 
-    def write(self, line: str) -> None:
-        """Raises OSError (EPIPE, EBADF, ENOSPC) for the dispatcher to report once."""
-        self._stream.write(line + "\n")
-        self._stream.flush()
+    @property
+    def available(self) -> bool:
+        return not self.missing
+
+    @property
+    def error(self) -> Optional[str]:
+        """Why stdout stopped taking records: its absence or the write error."""
+        if self.writer is not None:
+            return self.writer.error
+        return self.missing or self._direct_error
+
+    def write(self, line: str) -> PutOutcome:
+        if self.writer is not None:
+            return self.writer.put(line)
+        if self._direct is None or self._direct_error is not None:
+            return "failed"
+        try:
+            self._direct.write(line + "\n")
+            self._direct.flush()
+        except (OSError, ValueError) as exc:
+            self._direct_error = str(exc)
+            return "failed"
+        return "queued"
+
+    def close(self, timeout: float) -> None:
+        if self.writer is not None:
+            self.writer.close(timeout)
+
+
+def stderr_notices() -> Optional[LineWriter]:
+    """stderr through a writer thread, or None without one: under systemd stderr is
+    the journal stream, and a stalled journald must not stall the daemon through it."""
+    fd = None if sys.stderr is None else _stream_fd(sys.stderr)
+    return None if fd is None else LineWriter(fd, NOTICE_LIMIT, "memdoor-stderr")
 
 
 def stdout_is_journal_stream() -> bool:
