@@ -96,8 +96,10 @@ def missing_requirements() -> Optional[str]:
         )
     if _is_cgroup2_mount(Path("/sys/fs/cgroup")):
         return (
-            "pure cgroup2 host: the container mirrors the hybrid/legacy layout of the test "
-            "hosts and would need the memory controller delegated from our own cgroup"
+            "pure cgroup2 host: this container mirrors the hybrid/legacy layout (memory "
+            "controller on v1) and would need the memory controller delegated from our own "
+            "cgroup; tests/vm runs these scenarios on pure cgroup v2 under systemd in a VM "
+            "(README, Testing)"
         )
     return None
 

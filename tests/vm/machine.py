@@ -127,7 +127,7 @@ def build_wheelhouse(checkout_copy: Path, wheelhouse: Path, python_version: str)
     with no index.
     """
     _pip("wheel", "-w", str(wheelhouse), str(checkout_copy), "setuptools>=64", "wheel")
-    if python_version == "%d.%d" % sys.version_info[:2]:
+    if python_version == "{}.{}".format(*sys.version_info[:2]):
         return
     compiled = [w for w in wheelhouse.glob("*.whl") if not w.name.endswith("-none-any.whl")]
     pins = ["==".join(w.name.split("-")[:2]) for w in compiled]
@@ -287,7 +287,9 @@ class VirtualMachine(SystemdMachine):
     ) -> subprocess.CompletedProcess[str]:
         """Run a command in the guest as root (in the agent's unit)."""
         payload = None if input is None else input.encode()
-        returncode, out, err = self._call(list(argv), payload, {**GUEST_ENV, **(env or {})}, timeout)
+        returncode, out, err = self._call(
+            list(argv), payload, {**GUEST_ENV, **(env or {})}, timeout
+        )
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         if returncode is None:
             raise subprocess.TimeoutExpired(list(argv), timeout, stdout, stderr)
