@@ -82,9 +82,7 @@ touch "$work/complete"
 
 # The new image replaces every other one: they only differ in what an older checkout
 # built, and each is about 800 MB.
-for old in "$cache"/debian12-*; do
-    [ -e "$old" ] && rm -rf "$old"
-done
+rm -rf "$cache"/debian12-*
 mv "$work" "$image"
 trap - EXIT
 say "built $image"

@@ -119,4 +119,8 @@ def test_default_settings_capture_a_cgroup_filled_at_full_speed(
         if not crossed:
             uncaptured.append(verdict["pid"])
     # Both over all kills at once, so a failure says how many were missed.
-    assert (uncaptured, late) == ([], []), [(r["event"], r["pid"]) for r in records]
+    events = [(r["event"], r["pid"], r["timestamp"]) for r in records]
+    assert (uncaptured, late) == ([], []), (
+        f"no threshold_crossed before the kill of {uncaptured}; oom_killed more than 1 s "
+        f"after the kill (pid, record, kill): {late}; records: {events}"
+    )

@@ -263,7 +263,7 @@ def test_reload_applies_a_good_file_and_keeps_the_old_config_on_a_broken_one(
     )
     assert invalid["file"] == CONFIG
     assert invalid["errors"] == [
-        {"key": 'target[4] (name="late").threshold', "reason": "must be between 1 and 99 (got 150)"}
+        {"key": 'target[3] (name="late").threshold', "reason": "must be between 1 and 99 (got 150)"}
     ]
     shown = vm.show(MEMDOOR, "ActiveState", "MainPID", "NRestarts")
     before = myapp.right_after_enable
