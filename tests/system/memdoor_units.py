@@ -1,6 +1,7 @@
 """memdoor installed in a test container, the processes it watches there, and its records.
 
-Shared by the modules that run memdoor under the container's systemd: the install is the
+Shared by the modules that run memdoor under the container's systemd, and by tests/vm,
+whose cgroup v2 VM is driven through the same SystemdMachine interface: the install is the
 documented one (packaging/install.sh from this checkout, visible inside through the
 overlay), targets run as `nobody` in units of their own, and records are read back the way
 an operator would, from the journal's MEMDOOR_* fields.
