@@ -23,6 +23,9 @@ rebuild=no
 [ "${1:-}" = --rebuild ] && rebuild=yes
 
 say() { printf 'memdoor vm image: %s\n' "$*" >&2; }
+# The image's directory is all this prints on stdout (fd 3); what the tools say goes to
+# stderr (mkfs.ext4 announces the file it creates even with -q).
+exec 3>&1 1>&2
 
 key=$(cat "$here/build-image.sh" "$here/guest-packages" "$here"/guest/* | sha256sum | cut -c1-16)
 image=$cache/debian12-$key
@@ -33,7 +36,7 @@ exec 9>"$cache/.lock"
 flock 9
 
 if [ "$rebuild" = no ] && [ -f "$image/complete" ]; then
-    printf '%s\n' "$image"
+    printf '%s\n' "$image" >&3
     exit 0
 fi
 
@@ -86,4 +89,4 @@ rm -rf "$cache"/debian12-*
 mv "$work" "$image"
 trap - EXIT
 say "built $image"
-printf '%s\n' "$image"
+printf '%s\n' "$image" >&3
