@@ -69,6 +69,12 @@ ln -s /proc/self/fd/0 "$root/dev/stdin"
 ln -s /proc/self/fd/1 "$root/dev/stdout"
 ln -s /proc/self/fd/2 "$root/dev/stderr"
 
+# Debian's tmpfiles.d/tmp.conf says `D /tmp`: systemd-tmpfiles empties /tmp at boot, which
+# in the overlay hides the host's /tmp, and with it a checkout there (install.sh, the
+# workload). A file of the same name in /etc overrides it: create /tmp, clean nothing.
+mkdir -p "$root/etc/tmpfiles.d"
+echo 'd /tmp 1777 root root -' >"$root/etc/tmpfiles.d/tmp.conf"
+
 # systemd sets the hostname from /etc/hostname; the container's own name tells its journal
 # lines apart from the host's.
 echo "$hostname" >"$root/etc/hostname"

@@ -1,6 +1,7 @@
 """memdoor installed in a test container, the processes it watches there, and its records.
 
-Shared by the modules that run memdoor under the container's systemd: the install is the
+Shared by the modules that run memdoor under the container's systemd, and by tests/vm,
+whose cgroup v2 VM is driven through the same SystemdMachine interface: the install is the
 documented one (packaging/install.sh from this checkout, visible inside through the
 overlay), targets run as `nobody` in units of their own, and records are read back the way
 an operator would, from the journal's MEMDOOR_* fields.
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from tests.system.container import Container, field_text, poll_until
+from tests.system.container import SystemdMachine, field_text, poll_until
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 INSTALL = CHECKOUT / "packaging" / "install.sh"
@@ -36,13 +37,13 @@ _STDIN_KEEPER = (
 )
 
 
-def install_memdoor(container: Container) -> None:
+def install_memdoor(container: SystemdMachine) -> None:
     result = container.run(str(INSTALL), timeout=900)
     assert "installed: /usr/local/lib/systemd/system/memdoor@.service" in result.stdout
 
 
 def start_as_nobody(
-    container: Container, unit: str, argv: list[str], properties: tuple[str, ...] = ()
+    container: SystemdMachine, unit: str, argv: list[str], properties: tuple[str, ...] = ()
 ) -> str:
     """A long-running process in its own unit, as `nobody`: not root, not memdoor's user.
     Returns its pid inside the container."""
@@ -54,7 +55,7 @@ def start_as_nobody(
 
 
 def start_workload(
-    container: Container, unit: str, args: list[str], properties: tuple[str, ...] = ()
+    container: SystemdMachine, unit: str, args: list[str], properties: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """The lab workload as `nobody` in its own unit; returns its ready line (pid, sockets,
     mappings), which it prints to stdout, i.e. to the unit's journal, once its state exists."""
@@ -75,7 +76,7 @@ def start_workload(
     return ready
 
 
-def memdoor_records(container: Container, *match: str) -> list[dict[str, Any]]:
+def memdoor_records(container: SystemdMachine, *match: str) -> list[dict[str, Any]]:
     """The record in each matching native journal entry, parsed, in journal order."""
     return [
         json.loads(field_text(entry["MEMDOOR_RECORD"]))
@@ -85,7 +86,7 @@ def memdoor_records(container: Container, *match: str) -> list[dict[str, Any]]:
 
 
 def wait_for_record(
-    container: Container,
+    container: SystemdMachine,
     match: tuple[str, ...],
     wanted: Callable[[dict[str, Any]], bool],
     what: str,
@@ -99,7 +100,7 @@ def wait_for_record(
     return poll_until(found, timeout, what)
 
 
-def proc_status(container: Container, pid: str) -> dict[str, str]:
+def proc_status(container: SystemdMachine, pid: str) -> dict[str, str]:
     """/proc/PID/status inside the container as key -> value (whitespace collapsed)."""
     lines = container.run("cat", f"/proc/{pid}/status").stdout.splitlines()
     pairs = (line.partition(":") for line in lines)
