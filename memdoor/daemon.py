@@ -177,8 +177,16 @@ class Daemon:
         }
 
     def _oom_kill_seen(self, report: OomKillReport) -> None:
-        """A kill in the kernel log: tell each target whose processes share the victim's cgroup."""
-        self.targets.tell(nearby_from_report(report, self.targets.placements()))
+        """A kill in the kernel log: wake the victim's watcher now, so its oom_killed does
+        not wait for a tick, and tell each target whose processes share its cgroup.
+        Outside the initial pid namespace the log's pid is not ours: the watchers of
+        the victim's cgroup are woken instead, and find out at their tick."""
+        placements = self.targets.placements()
+        if self.services.kernel_log.pids_are_ours:
+            self.targets.wake({report.pid}, None)
+        else:
+            self.targets.wake(set(), report.task_memcg)
+        self.targets.tell(nearby_from_report(report, placements))
 
     async def _count_neighbour_kills(self) -> None:
         """Without the kernel log, neighbours' kills come from the cgroups' OOM counters."""

@@ -176,6 +176,13 @@ class TargetSupervisor:
             self._waiting_reported = True
             self.state.records.target_waiting()
 
+    def wake(self, pids: set[int], cgroup_path: Optional[str]) -> None:
+        for pid, (watcher, _task) in self.watchers.items():
+            tracker = watcher.tracker
+            in_cgroup = tracker is not None and tracker.place.path == cgroup_path
+            if pid in pids or in_cgroup:
+                watcher.wake()
+
     def placements(self) -> list[Placement]:
         """Each watched process with its cgroup, for memdoor.oom.nearby."""
         return [

@@ -8,6 +8,7 @@ and only follows the new daemon-wide settings; a changed one starts afresh.
 from __future__ import annotations
 
 import asyncio
+from typing import Optional
 
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import RecordWriter, TargetRecords
@@ -67,6 +68,11 @@ class Targets:
             for _target, supervisor, _task in self._running.values()
             for placement in supervisor.placements()
         ]
+
+    def wake(self, pids: set[int], cgroup_path: Optional[str]) -> None:
+        """Cut short the sleep of the watchers of these pids, or of that cgroup's."""
+        for _target, supervisor, _task in self._running.values():
+            supervisor.wake(pids, cgroup_path)
 
     def tell(self, kills: list[NearbyKill]) -> None:
         for nearby in kills:

@@ -498,3 +498,34 @@ def test_summary_records_stay_under_16_kib_even_for_oom_killed(spawn_workload) -
     killed = json.loads(collector.lines[-1])
     assert killed["process"]["cmdline_truncated"] is True
     assert killed["last_snapshot"]["mappings_summary"]["total"]["count"] > 20000
+
+
+def test_a_kernel_log_kill_wakes_the_victims_watcher(spawn_workload) -> None:
+    """Far below its threshold a watcher sleeps up to two intervals (here 2 x 5 s); the
+    daemon wakes it as soon as the kernel log names its pid, or its cgroup."""
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99, interval=5.0, min_interval=0.1)
+
+    async def scenario() -> tuple[bool, bool]:
+        supervisor = TargetSupervisor(state)
+        await supervisor.step()
+        watcher, _task = supervisor.watchers[workload.pid]
+        await asyncio.sleep(0.3)  # the first tick is done; it sleeps now
+
+        async def woken_by(pids: set[int], cgroup_path: Optional[str]) -> bool:
+            before = watcher.last_progress
+            supervisor.wake(pids, cgroup_path)
+            for _ in range(60):
+                await asyncio.sleep(0.05)
+                if watcher.last_progress != before:
+                    return True
+            return False
+
+        stranger = await woken_by({workload.pid + 1}, "/elsewhere")
+        by_pid = await woken_by({workload.pid}, None)
+        for _w, task in supervisor.watchers.values():
+            task.cancel()
+        return stranger, by_pid
+
+    stranger, by_pid = asyncio.run(scenario())
+    assert stranger is False and by_pid is True
