@@ -21,6 +21,7 @@ list. The last level fits whatever the process looks like
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -80,8 +81,10 @@ def json_size(value: Any) -> int:
     return len(compact_json(value).encode("utf-8", "backslashreplace"))
 
 
-def _char_size(char: str) -> int:
-    return json_size(char) - 2
+def _char_size(char: str, all_escaped: bool) -> int:
+    """Bytes char takes inside a JSON string: as UTF-8, or as \\u escapes when the text
+    holds a lone surrogate, which makes compact_json escape every non-ASCII character."""
+    return len(json.dumps(char)) - 2 if all_escaped else json_size(char) - 2
 
 
 def cut_text(text: str, limit: int) -> str:
@@ -90,16 +93,25 @@ def cut_text(text: str, limit: int) -> str:
     in memdoor.process_text's escaped form is never cut inside an escape sequence."""
     if json_size(text) - 2 <= limit:
         return text
-    room = limit - _char_size(ELLIPSIS)
+    all_escaped = not text.isascii() and not _encodable(text)
+    room = limit - _char_size(ELLIPSIS, all_escaped)
     head_end, used = 0, 0
-    while used + _char_size(text[head_end]) <= room // 2:
-        used += _char_size(text[head_end])
+    while used + _char_size(text[head_end], all_escaped) <= room // 2:
+        used += _char_size(text[head_end], all_escaped)
         head_end += 1
     tail_start = len(text)
-    while tail_start > head_end and used + _char_size(text[tail_start - 1]) <= room:
+    while tail_start > head_end and used + _char_size(text[tail_start - 1], all_escaped) <= room:
         tail_start -= 1
-        used += _char_size(text[tail_start])
+        used += _char_size(text[tail_start], all_escaped)
     return splice(text, head_end, tail_start, ELLIPSIS)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _pointer_token(key: str) -> str:
