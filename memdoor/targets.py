@@ -8,6 +8,7 @@ and only follows the new daemon-wide settings; a changed one starts afresh.
 from __future__ import annotations
 
 import asyncio
+from typing import Optional
 
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import RecordWriter, TargetRecords
@@ -73,6 +74,11 @@ class Targets:
             entry = self._running.get(nearby.target)
             if entry is not None:
                 entry[1].state.records.oom_kill_nearby(nearby)
+
+    def records_of(self, name: str) -> Optional[TargetRecords]:
+        """The running target's records (its config, detail and sinks), if it runs."""
+        entry = self._running.get(name)
+        return None if entry is None else entry[1].state.records
 
     def counts(self) -> tuple[int, int, int]:
         """(targets, processes watched, processes above their threshold)."""
