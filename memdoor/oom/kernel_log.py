@@ -167,7 +167,7 @@ class KernelLog:
             if report is not None:
                 self.keep(report, now)
             else:
-                self._group_announced(record)
+                self.group_announced(record)
         self.reports = {
             pid: kept
             for pid, kept in self.reports.items()
@@ -175,7 +175,7 @@ class KernelLog:
         }
         self.groups = {pid: group for pid, group in self.groups.items() if pid in self.reports}
 
-    def _group_announced(self, record: KmsgRecord) -> None:
+    def group_announced(self, record: KmsgRecord) -> None:
         """A group kill begins: the victim chosen first was logged just before."""
         group = parse_group_kill(record)
         if group is None:

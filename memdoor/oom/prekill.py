@@ -106,13 +106,14 @@ class PrekillHook:
         try:
             if self._connections > MAX_CONNECTIONS:
                 return
-            if peer_uid(writer.get_extra_info("socket")) not in self.uids:
-                await self._send(writer, _error("org.varlink.service.PermissionDenied"))
-                return
+            allowed = peer_uid(writer.get_extra_info("socket")) in self.uids
             while True:
                 try:
                     raw = await reader.readuntil(b"\0")
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    return
+                if not allowed:
+                    await self._send(writer, _error("org.varlink.service.PermissionDenied"))
                     return
                 reply = await self._answer(raw[:-1])
                 if reply is None:
