@@ -28,7 +28,9 @@ from memdoor.oom.nearby import (
     NeighbourKillCounter,
     nearby_from_report,
 )
+from memdoor.oom.oomd import oomd_evidence
 from memdoor.outputs import build_dispatcher, choose_sinks, unapplied_sink_keys
+from memdoor.prekill_hook import start_prekill_hook
 from memdoor.pressure import PressureHub
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import RecordLog
@@ -106,6 +108,13 @@ class Daemon:
         kernel_log = self.services.kernel_log
         kernel_log.start(loop)
         kernel_log.listeners.append(self._oom_kill_seen)
+        self.services.oomd.start(loop)
+        hook, hook_state = await start_prekill_hook(
+            self.services,
+            self.targets,
+            lambda: self.records,
+            lambda: self.config.daemon.redact_cmdline,
+        )
         if self.services.pressure is not None:
             self.services.pressure.start(loop)
         sinks = [choice.to_dict() for choice in choose_sinks(self.config, self.stdout).values()]
@@ -113,7 +122,10 @@ class Daemon:
             if sink["state"] == "unavailable":
                 self.dispatcher.notice(f"sink {sink['name']} unavailable: {sink['detail']}")
         self.records.daemon_started(
-            self.config_path, len(self.config.targets), sinks, self._evidence_sources()
+            self.config_path,
+            len(self.config.targets),
+            sinks,
+            {**self._evidence_sources(), "prekill_hook": hook_state},
         )
         self._apply_targets()
         helpers = [loop.create_task(self._report_status())]
@@ -143,6 +155,9 @@ class Daemon:
                 self.dispatcher.notice(f"stopping without waiting for {', '.join(stuck)}")
             await asyncio.gather(*helpers, return_exceptions=True)
             kernel_log.stop(loop)
+            self.services.oomd.stop(loop)
+            if hook is not None:
+                hook.close()
             if self.services.pressure is not None:
                 self.services.pressure.close()
             executor.shutdown(wait=False)
@@ -174,6 +189,7 @@ class Daemon:
             else f"{unavailable.reason}: {unavailable.detail}",
             "memory_cgroup": memory
             or (self.cgroup_problem.detail if self.cgroup_problem else "no memory controller"),
+            **oomd_evidence(layout is not None and layout.v2_memory, self.services.oomd),
         }
 
     def _oom_kill_seen(self, report: OomKillReport) -> None:

@@ -59,6 +59,29 @@ def _write_bounded(
     writer.write(EVENTS[event].level, event, record_fields(event, detail, message, fields, render))
 
 
+def _prekill_snapshot(
+    writer: RecordWriter,
+    target: Optional[str],
+    cgroup: str,
+    snapshot: Snapshot,
+    detail: Detail,
+    redact_cmdline: bool,
+) -> None:
+    """A process of the cgroup systemd-oomd is about to kill, as its pre-kill hook saw it."""
+    identity = snapshot.identity
+    cmdline = identity.cmdline[:1] if redact_cmdline and identity is not None else None
+    name = "?" if identity is None else identity.name
+    whose = "watched" if target is not None else "not watched, among the cgroup's largest"
+    _write_bounded(
+        writer,
+        Event.PREKILL_SNAPSHOT,
+        detail,
+        f"systemd-oomd is about to kill cgroup {cgroup}: pid {snapshot.pid} ({name}), {whose}",
+        lambda limits: snapshot_fields(snapshot, detail, cmdline, limits),
+        {"target": target, "pid": snapshot.pid, **note_escaped({"prekill_cgroup": cgroup})},
+    )
+
+
 class DaemonRecords:
     def __init__(self, writer: RecordWriter) -> None:
         self.writer = writer
@@ -135,6 +158,10 @@ class DaemonRecords:
     def notify_failed(self, detail: str) -> None:
         _write(self.writer, Event.NOTIFY_FAILED, message=detail, detail=detail)
 
+    def prekill_snapshot(self, cgroup: str, snapshot: Snapshot, redact_cmdline: bool) -> None:
+        """A process no target watches: held to the record budget like a target's."""
+        _prekill_snapshot(self.writer, None, cgroup, snapshot, "summary", redact_cmdline)
+
     def kernel_log_lost(self, losses: KmsgLosses) -> None:
         _write(
             self.writer,
@@ -183,6 +210,12 @@ class TargetRecords:
     def watcher_failed(self, pid: int, error: BaseException) -> None:
         name = self.target.name
         self._write(Event.WATCHER_FAILED, f"{name} pid {pid}: watcher failed: {error!r}", pid=pid)
+
+    def prekill_snapshot(self, cgroup: str, snapshot: Snapshot) -> None:
+        target = self.target
+        _prekill_snapshot(
+            self.writer, target.name, cgroup, snapshot, target.detail, self.redact_cmdline
+        )
 
     def oom_kill_nearby(self, nearby: NearbyKill) -> None:
         name = self.target.name
@@ -327,9 +360,10 @@ class ProcessRecords:
         killed_at = kill.killed_at or time.time()
         age_ms = None if last is None else max(0, round((killed_at - last.taken_at) * 1000))
         where = "" if limit is None else f" (cgroup {limit[0]} limit {human_kb(limit[1] // 1024)})"
+        killer = "systemd-oomd" if kill.killer == "systemd-oomd" else "the OOM killer"
         message = (
             f"{self.target.name} pid {self.identity.pid} ({self.identity.name}) was killed by "
-            f"the OOM killer{where}; "
+            f"{killer}{where}; "
             + ("no snapshot was taken" if age_ms is None else f"last snapshot {age_ms} ms old")
         )
 
@@ -339,7 +373,7 @@ class ProcessRecords:
                 last_fields = snapshot_fields(last, self.target.detail, self._cmdline(), limits)
                 last_fields["age_ms"] = age_ms
             return {
-                "kill": kill.fields(),
+                "kill": kill.fields(self.identity.pid),
                 "process": self.process(limits),
                 "last_snapshot": last_fields,
             }

@@ -44,6 +44,7 @@ class Event(str, enum.Enum):
     OOM_KILL_NEARBY = "oom_kill_nearby"
     THRESHOLD_FALLBACK = "threshold_fallback"
     KERNEL_LOG_LOST = "kernel_log_lost"
+    PREKILL_SNAPSHOT = "prekill_snapshot"
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,13 @@ EVENTS: dict[Event, EventSpec] = {
         _FAILURE,
         "kernel log records were lost before memdoor read them (the ring buffer wrapped) "
         "or could not be parsed: an OOM kill among them cannot be attributed",
+    ),
+    Event.PREKILL_SNAPSHOT: EventSpec(
+        "warning",
+        "47997bb6e86e4cddbea5b92c1172e53e",
+        _METRIC,
+        "systemd-oomd is about to kill `prekill_cgroup` (its pre-kill hook): a snapshot of "
+        "a process in it, watched (`target`) or among its largest",
     ),
 }
 

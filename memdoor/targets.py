@@ -80,6 +80,11 @@ class Targets:
             if entry is not None:
                 entry[1].state.records.oom_kill_nearby(nearby)
 
+    def records_of(self, name: str) -> Optional[TargetRecords]:
+        """The running target's records (its config, detail and sinks), if it runs."""
+        entry = self._running.get(name)
+        return None if entry is None else entry[1].state.records
+
     def counts(self) -> tuple[int, int, int]:
         """(targets, processes watched, processes above their threshold)."""
         supervisors = [supervisor for _t, supervisor, _task in self._running.values()]

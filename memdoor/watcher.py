@@ -43,7 +43,9 @@ class ProcessWatcher:
         self.pid = identity.pid
         self.identity = identity
         self.records = ProcessRecords(state.records, identity)
-        self.witness = KillWitness(identity, services.kernel_log, services.neighbour_kills)
+        self.witness = KillWitness(
+            identity, services.kernel_log, services.neighbour_kills, services.oomd
+        )
         self.tracker: Optional[LimitTracker] = None
         self.meter = ThresholdMeter(state.target, self.pid, services.mem_total)
         self.evidence = EvidenceKeeper(state.target, identity, self.witness, services)
@@ -107,6 +109,7 @@ class ProcessWatcher:
         finally:
             self.state.above.discard(self.pid)
             self.wakeups.cancel()
+            self.witness.close()
 
     async def _sleep(self, delay: float) -> None:
         """Wait for the delay or a wake-up: one future and one timer, the cheapest

@@ -15,6 +15,8 @@
 #                                     `systemctl edit memdoor@NAME` override it there), and
 #                                     this is where systemd looks for locally installed
 #                                     software's units.
+#   /usr/local/lib/systemd/system/memdoor@.socket
+#                                     systemd-oomd's pre-kill hook, not enabled.
 #   /etc/memdoor/example.toml         only if absent: an edited copy is never overwritten.
 #   /usr/lib/systemd/catalog/memdoor.catalog
 #                                     the journal message catalog, if the checkout has one,
@@ -35,6 +37,7 @@ readonly DEFAULT_PREFIX=/opt/memdoor
 readonly PYTHON=/usr/bin/python3
 readonly UNIT_DIR=/usr/local/lib/systemd/system
 readonly UNIT=memdoor@.service
+readonly SOCKET_UNIT=memdoor@.socket
 readonly CONFIG_DIR=/etc/memdoor
 readonly CATALOG_DIR=/usr/lib/systemd/catalog
 readonly CATALOG_INDEX=/var/lib/systemd/catalog/database
@@ -206,6 +209,8 @@ do_install() {
     sed "s|^ExecStart=$DEFAULT_PREFIX/|ExecStart=$prefix/|" "$checkout/packaging/systemd/$UNIT" >"$unit"
     put_file "$unit" "$UNIT_DIR/$UNIT"
     rm -f "$unit"
+    # systemd-oomd's pre-kill hook: installed, not enabled (README, "systemd-oomd").
+    put_file "$checkout/packaging/systemd/$SOCKET_UNIT" "$UNIT_DIR/$SOCKET_UNIT"
 
     if [ -e "$root$CONFIG_DIR/example.toml" ]; then
         say "kept the existing $CONFIG_DIR/example.toml"

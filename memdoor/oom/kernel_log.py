@@ -13,13 +13,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Collection
 from typing import Callable, NamedTuple, Optional, Union
 
 from memdoor.collect.reading import Unreadable
 from memdoor.oom.kmsg_reader import KmsgLosses, KmsgReader
-from memdoor.procfs.kmsg import OomKillReport, merge_oom_reports, parse_oom_kill
+from memdoor.process_text import EscapedText, decode, to_bytes
+from memdoor.procfs.kmsg import (
+    KERNEL_FACILITY,
+    KmsgRecord,
+    OomKillReport,
+    merge_oom_reports,
+    parse_oom_kill,
+)
 from memdoor.vocabulary import monotonic_usec
 
 # Reports older than this are forgotten: a watcher learns of its process's death
@@ -30,6 +38,38 @@ Listener = Callable[[OomKillReport], None]
 
 # Lines about one kill are printed within this of each other (the same OOM event).
 MERGE_WINDOW_USEC = 10_000_000
+
+# With memory.oom.group = 1 the OOM killer kills its victim, then prints this
+# (mm/oom_kill.c, mem_cgroup_print_oom_group(), Linux 4.19 on) and kills every
+# other task of the group, one "Killed process" line each, in the same call.
+_GROUP = re.compile(
+    r"Tasks in (?P<cgroup>.*) are going to be killed due to memory\.oom\.group set", re.DOTALL
+)
+# The lines of one group kill are printed within this of the announcement.
+GROUP_WINDOW_USEC = 1_000_000
+
+
+@dataclasses.dataclass
+class GroupKill:
+    """One memory.oom.group kill: the cgroup the kernel names and the pids it killed."""
+
+    cgroup: str
+    usec_since_boot: int
+    pids: list[int] = dataclasses.field(default_factory=list)
+
+
+def parse_group_kill(record: KmsgRecord) -> Optional[GroupKill]:
+    if record.facility != KERNEL_FACILITY:
+        return None
+    match = _GROUP.fullmatch(record.message)
+    if match is None:
+        return None
+    cgroup: str = match.group("cgroup")
+    if isinstance(record.message, EscapedText):
+        # Decoded on its own bytes, as the report's task_memcg is (memdoor.procfs.kmsg).
+        cgroup = decode(to_bytes(EscapedText(cgroup)))
+    return GroupKill(cgroup, record.usec_since_boot)
+
 
 # The inode number of /proc/PID/ns/pid for the initial pid namespace
 # (PROC_PID_INIT_INO), fixed since Linux 3.8.
@@ -94,6 +134,9 @@ class KernelLog:
         self.serial = 0
         self.listeners: list[Listener] = []
         self.pids_are_ours = in_initial_pid_namespace()
+        # The newest group kill, and each recent group kill by the pids it took.
+        self._group: Optional[GroupKill] = None
+        self.groups: dict[int, GroupKill] = {}
 
     @property
     def unavailable(self) -> Optional[Unreadable]:
@@ -123,11 +166,34 @@ class KernelLog:
             report = parse_oom_kill(record)
             if report is not None:
                 self.keep(report, now)
+            else:
+                self.group_announced(record)
         self.reports = {
             pid: kept
             for pid, kept in self.reports.items()
             if now - kept.seen < REPORT_RETENTION_SECONDS
         }
+        self.groups = {pid: group for pid, group in self.groups.items() if pid in self.reports}
+
+    def group_announced(self, record: KmsgRecord) -> None:
+        """A group kill begins: the victim chosen first was logged just before."""
+        group = parse_group_kill(record)
+        if group is None:
+            return
+        self._group = group
+        newest = max(self.reports.values(), key=lambda kept: kept.serial, default=None)
+        if newest is not None:
+            self._join_group(newest.report)
+
+    def _join_group(self, report: OomKillReport) -> None:
+        group = self._group
+        if group is None or not report.killed:
+            return
+        if abs(report.usec_since_boot - group.usec_since_boot) >= GROUP_WINDOW_USEC:
+            return
+        if report.pid not in group.pids:
+            group.pids.append(report.pid)
+        self.groups[report.pid] = group
 
     def keep(self, report: OomKillReport, now: float) -> None:
         """File one parsed line, merged with the other lines of the same kill."""
@@ -139,6 +205,7 @@ class KernelLog:
             report = merge_oom_reports(known.report, report)
         self.serial += 1
         self.reports[report.pid] = KeptReport(report, now, self.serial)
+        self._join_group(report)
         if report.killed:
             for listener in list(self.listeners):
                 listener(report)

@@ -19,6 +19,7 @@ from memdoor.oom.counters import CgroupKillCounters
 from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NeighbourKillCounter
+from memdoor.oom.oomd import CgroupOomdMarks, OomdHub
 from memdoor.procfs.kmsg import OomKillReport
 
 # A process's first live thread changes only when that thread exits; the kill
@@ -32,10 +33,14 @@ class KillWitness:
         identity: ProcessIdentity,
         kernel_log: KernelLog,
         neighbour_kills: NeighbourKillCounter,
+        oomd: Optional[OomdHub] = None,
     ) -> None:
         self._identity = identity
         self._kernel_log = kernel_log
         self._neighbour_kills = neighbour_kills
+        self._oomd = oomd
+        # systemd-oomd's marks on the cgroup (v2 only: oomd needs the unified hierarchy).
+        self.oomd_marks: Optional[CgroupOomdMarks] = None
         # The process's memory cgroup and its counters, once its watcher found it.
         self.cgroup: Optional[MemoryCgroup] = None
         self.counters: Optional[CgroupKillCounters] = None
@@ -54,6 +59,13 @@ class KillWitness:
         self.counters.alive(oom_kills)
         if self._kernel_log.unavailable is not None and oom_kills is not None:
             self._neighbour_kills.track(cgroup.directory, oom_kills)
+        if self._oomd is not None and cgroup.version == 2:
+            self.oomd_marks = CgroupOomdMarks(self._oomd, cgroup.directory, cgroup.path)
+
+    def close(self) -> None:
+        """The watcher ended: stop following the cgroup's oomd marks."""
+        if self.oomd_marks is not None:
+            self.oomd_marks.close()
 
     def watermark(self) -> int:
         """Read before looking at the process: the serial a later seen() stands for."""
@@ -110,11 +122,17 @@ class KillWitness:
         return self._kernel_log.pids_are_ours and self.report() is not None
 
     def verdict(self) -> Optional[Kill]:
-        """The process is gone: its OOM kill with every source that told, or None."""
+        """The process is gone: its OOM kill (by the kernel or systemd-oomd) with every
+        source that told, or None."""
         report = self.report()
         counters = self.counters
         rise = counters.at_exit() if counters is not None else None
-        kill = Kill(report) if rise is None else Kill(report, rise.before, rise.after, rise.file)
+        oomd = None if self.oomd_marks is None else self.oomd_marks.at_exit()
+        group = None if report is None else self._kernel_log.groups.get(report.pid)
+        if rise is None:
+            kill = Kill(report, oomd=oomd, group=group)
+        else:
+            kill = Kill(report, rise.before, rise.after, rise.file, oomd, group)
         if not kill.sources:
             return None
         if rise is not None and rise.before is not None and rise.after is not None:

@@ -10,6 +10,7 @@ from memdoor.config import ResolvedTarget
 from memdoor.emitter import TargetRecords
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.oom.nearby import NeighbourKillCounter
+from memdoor.oom.oomd import OomdHub
 from memdoor.pressure import PressureHub
 from memdoor.system_memory import MemTotal
 
@@ -25,6 +26,8 @@ class Services:
     proc: str = "/proc"
     # Told of each watched process's counted OOM kill, so it is not a neighbour's.
     neighbour_kills: NeighbourKillCounter = field(default_factory=NeighbourKillCounter)
+    # systemd-oomd's marks on watched cgroups, and its pre-kill notices.
+    oomd: OomdHub = field(default_factory=OomdHub)
 
 
 @dataclass
