@@ -63,6 +63,27 @@ def changed_settings(old: Config, new: Config) -> list[str]:
     return [key for key, value in after.items() if before.get(key) != value]
 
 
+def evidence_sources(services: Services, cgroup_problem: Optional[Unreadable]) -> dict[str, str]:
+    """Which OOM evidence and cgroup figures this host lets us read, said once at start."""
+    layout = services.cgroups
+    unavailable = services.kernel_log.unavailable
+    memory = None
+    if layout is not None and layout.v2_memory and layout.v2 is not None:
+        memory = f"cgroup v2 at {layout.v2.mount_point}"
+    elif layout is not None and layout.v1_memory is not None:
+        memory = f"cgroup v1 at {layout.v1_memory.mount_point}"
+    if memory is None and layout is not None and layout.problems:
+        memory = f"unknown: {layout.problems[0].detail}"
+    return {
+        "kmsg": "readable"
+        if unavailable is None
+        else f"{unavailable.reason}: {unavailable.detail}",
+        "memory_cgroup": memory
+        or (cgroup_problem.detail if cgroup_problem else "no memory controller"),
+        **oomd_evidence(layout is not None and layout.v2_memory, services.oomd),
+    }
+
+
 class Daemon:
     def __init__(self, config_path: Optional[str], config: Config, proc: str = "/proc") -> None:
         self.config_path = config_path
@@ -125,7 +146,7 @@ class Daemon:
             self.config_path,
             len(self.config.targets),
             sinks,
-            {**self._evidence_sources(), "prekill_hook": hook_state},
+            {**evidence_sources(self.services, self.cgroup_problem), "prekill_hook": hook_state},
         )
         self._apply_targets()
         helpers = [loop.create_task(self._report_status())]
@@ -171,26 +192,6 @@ class Daemon:
             self.stderr.close(max(0.0, deadline - time.monotonic()))
         if self.dispatcher.journald is not None:
             self.dispatcher.journald.close()
-
-    def _evidence_sources(self) -> dict[str, str]:
-        """Which OOM evidence and cgroup figures this host lets us read, said once at start."""
-        layout = self.services.cgroups
-        unavailable = self.services.kernel_log.unavailable
-        memory = None
-        if layout is not None and layout.v2_memory and layout.v2 is not None:
-            memory = f"cgroup v2 at {layout.v2.mount_point}"
-        elif layout is not None and layout.v1_memory is not None:
-            memory = f"cgroup v1 at {layout.v1_memory.mount_point}"
-        if memory is None and layout is not None and layout.problems:
-            memory = f"unknown: {layout.problems[0].detail}"
-        return {
-            "kmsg": "readable"
-            if unavailable is None
-            else f"{unavailable.reason}: {unavailable.detail}",
-            "memory_cgroup": memory
-            or (self.cgroup_problem.detail if self.cgroup_problem else "no memory controller"),
-            **oomd_evidence(layout is not None and layout.v2_memory, self.services.oomd),
-        }
 
     def _oom_kill_seen(self, report: OomKillReport) -> None:
         """A kill in the kernel log: wake the victim's watcher now, so its oom_killed does
