@@ -154,6 +154,7 @@ def build_seed_parser() -> CommandParser:
     parser.add_argument("-i", "--interval", type=_seconds_up_to(MAX_INTERVAL_S), required=True)
     parser.add_argument("-c", "--count", type=_whole_number_up_to(MAX_COUNT))
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--sort", choices=("address", "rss"), default="address")
     return parser
 
 
