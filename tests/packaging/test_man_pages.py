@@ -49,7 +49,7 @@ def parts(text: str, headings: list[str]) -> dict[str, str]:
         found = [i for i, line in enumerate(lines) if line.rstrip() in (heading, "   " + heading)]
         assert found, f"no heading {heading!r}"
         starts[heading] = found[0]
-    ordered = sorted(starts.values()) + [len(lines)]
+    ordered = [*sorted(starts.values()), len(lines)]
     return {
         heading: "\n".join(lines[start : ordered[ordered.index(start) + 1]])
         for heading, start in starts.items()
