@@ -78,7 +78,7 @@ def test_files_where_a_file_is_taken(tmp_path: Path) -> None:
     assert sorted(complete("run", "-c", "", cwd=tmp_path)) == ["app.toml", "journal"]
     assert complete("show", "-D", "", cwd=tmp_path) == ["journal"]
     assert complete("show", "--html", "a", cwd=tmp_path) == ["app.toml"]
-    assert complete("-p", "1", "-e", "/usr/bin/en") == ["/usr/bin/env"]
+    assert "/usr/bin/env" in complete("-p", "1", "-e", "/usr/bin/en")
 
 
 def test_pids_for_the_seeds_pid() -> None:
