@@ -19,7 +19,7 @@ from memdoor.collect.reading import Unreadable
 from memdoor.config import ConfigError, ResolvedTarget
 from memdoor.events import EVENTS, Event
 from memdoor.events import Level as Level
-from memdoor.messages import human_kb
+from memdoor.messages import human_kb, measured_line
 from memdoor.oom.kill import Kill
 from memdoor.oom.kmsg_reader import KmsgLosses
 from memdoor.oom.nearby import NearbyKill
@@ -300,7 +300,7 @@ class ProcessRecords:
         """threshold_crossed at the crossing, snapshot afterwards."""
         self._write(
             Event.THRESHOLD_CROSSED if crossed else Event.SNAPSHOT,
-            message,
+            measured_line(message, "crossing" if crossed else "full"),
             lambda limits: snapshot_fields(snapshot, self.target.detail, self._cmdline(), limits),
             threshold_base=self.target.threshold_base,
             measured_base=measured,
@@ -325,11 +325,14 @@ class ProcessRecords:
                 "connections": None if last.connections is None else len(last.connections),
                 "age_ms": round((time.time() - last.taken_at) * 1000),
             }
-        self._write(Event.SAMPLE, message, **fields)
+        self._write(Event.SAMPLE, measured_line(message, "compact"), **fields)
 
     def back_below(self, message: str, percent: float, measured: MeasuredBase) -> None:
         self._write(
-            Event.BACK_BELOW, message, usage_percent=round(percent, 2), measured_base=measured
+            Event.BACK_BELOW,
+            measured_line(message, "below"),
+            usage_percent=round(percent, 2),
+            measured_base=measured,
         )
 
     def count_reached(self) -> None:

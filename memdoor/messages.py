@@ -6,9 +6,21 @@ see who, how much, and against which threshold without opening the record.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from memdoor.vocabulary import percent_of
+
+# What a measured record is. Its figures alone would read the same for the crossing,
+# a later full snapshot, a sample and the return below the threshold (the last one
+# differs only by "<"), so the line says which it is after the figures; the figures
+# stay first, where a person scanning the journal looks for them.
+Measured = Literal["crossing", "full", "compact", "below"]
+_MEASURED_WORDS: dict[Measured, str] = {
+    "crossing": "crossed the threshold, full snapshot",
+    "full": "still above the threshold, full snapshot",
+    "compact": "still above the threshold, sample",
+    "below": "back below the threshold",
+}
 
 
 def human_kb(kb: int) -> str:
@@ -45,3 +57,8 @@ def cgroup_usage_line(
         f"{target} pid {pid} cgroup {cgroup} {human_kb(usage_kb)} of {human_kb(limit_kb)} = "
         f"{against_threshold(percent, threshold)}"
     )
+
+
+def measured_line(usage: str, measured: Measured) -> str:
+    """'myapp pid 8893 RSS 3.4 GiB = 53% >= 50%: crossed the threshold, full snapshot'."""
+    return f"{usage}: {_MEASURED_WORDS[measured]}"

@@ -24,7 +24,7 @@ from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.reading import Unreadable
 from memdoor.detached import call_detached
 from memdoor.oom.nearby import Placement, WatchedProcess
-from memdoor.resolve import Resolution, resolve
+from memdoor.resolve import ExeNarrowing, Resolution, resolve
 from memdoor.watch.context import TargetState
 from memdoor.watcher import ProcessWatcher
 
@@ -105,7 +105,8 @@ class TargetSupervisor:
             # /proc alone, which every tick reads on the loop too: found at once.
             resolution = resolve(*locator)
         else:
-            resolution = await call_detached(resolve, *locator, target.pidfile_owner)
+            narrowing = ExeNarrowing(target.cmdline, target.unit, target.cgroup)
+            resolution = await call_detached(resolve, *locator, target.pidfile_owner, narrowing)
         self._report_resolution(resolution)
         for pid in resolution.pids:
             if pid in self.watchers or pid in self.ended_pids or pid in self._retry_next_step:

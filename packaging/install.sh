@@ -17,6 +17,22 @@
 #                                     software's units.
 #   /usr/local/lib/systemd/system/memdoor@.socket
 #                                     systemd-oomd's pre-kill hook, not enabled.
+#   /usr/local/bin/memdoor            a symlink to PREFIX/bin/memdoor, so that `memdoor` and
+#                                     `sudo memdoor` work as the README writes them
+#                                     (/usr/local/bin is in sudo's secure_path and every
+#                                     login PATH). /usr/local rather than /usr/bin: /usr is
+#                                     the distribution's, managed by dpkg, and software
+#                                     installed locally goes under /usr/local (FHS 4.9).
+#                                     An existing /usr/local/bin/memdoor that is not this
+#                                     link is never replaced: the install stops first.
+#   /usr/local/share/man/man8/memdoor.8, /usr/local/share/man/man5/memdoor.toml.5
+#                                     the man pages, where man-db looks for local ones
+#                                     (MANDATORY_MANPATH in /etc/manpath.config).
+#   /usr/local/share/bash-completion/completions/memdoor
+#                                     bash completion, loaded on first use by
+#                                     bash-completion, which searches
+#                                     $XDG_DATA_DIRS/bash-completion/completions
+#                                     (/usr/local/share first).
 #   /etc/memdoor/example.toml         only if absent: an edited copy is never overwritten.
 #   /usr/lib/systemd/catalog/memdoor.catalog
 #                                     the journal message catalog, if the checkout has one,
@@ -42,6 +58,9 @@ readonly CONFIG_DIR=/etc/memdoor
 readonly CATALOG_DIR=/usr/lib/systemd/catalog
 readonly CATALOG_INDEX=/var/lib/systemd/catalog/database
 readonly MANIFEST_NAME=memdoor-install.manifest
+readonly COMMAND_LINK=/usr/local/bin/memdoor
+readonly MAN_DIR=/usr/local/share/man
+readonly COMPLETION=/usr/local/share/bash-completion/completions/memdoor
 
 say() { printf 'memdoor install: %s\n' "$*"; }
 die() {
@@ -142,6 +161,31 @@ put_file() {
     say "installed: $target"
 }
 
+# Point $COMMAND_LINK at the installed memdoor; record it if it is new.
+put_command_link() {
+    local target=$prefix/bin/memdoor
+    if [ -L "$root$COMMAND_LINK" ] && [ "$(readlink "$root$COMMAND_LINK")" = "$target" ]; then
+        say "unchanged: $COMMAND_LINK"
+        return
+    fi
+    make_dirs "$(dirname "$COMMAND_LINK")"
+    [ -L "$root$COMMAND_LINK" ] || record "$COMMAND_LINK"
+    ln -sfn "$target" "$root$COMMAND_LINK"
+    say "installed: $COMMAND_LINK -> $target"
+}
+
+# A $COMMAND_LINK that is neither absent nor our link into this prefix belongs to
+# someone else: stop before anything is changed.
+check_command_link() {
+    local found=$root$COMMAND_LINK
+    if [ -L "$found" ] && [ "$(readlink "$found")" = "$prefix/bin/memdoor" ]; then
+        return
+    fi
+    if [ -e "$found" ] || [ -L "$found" ]; then
+        die "$COMMAND_LINK exists and is not memdoor's link; move it away and run this again"
+    fi
+}
+
 make_venv() {
     [ -x "$PYTHON" ] || die "$PYTHON not found: memdoor needs the system Python 3 (Debian package python3)"
     if [ -x "$venv/bin/python" ]; then
@@ -196,6 +240,7 @@ do_install() {
     if [ -d "$venv" ] && [ ! -f "$manifest" ] && [ -n "$(ls -A "$venv")" ]; then
         die "$venv exists and is not a memdoor installation; choose another --prefix"
     fi
+    check_command_link
     make_dirs "$(dirname "$prefix")"
     # The manifest claims the prefix first, so that a run that fails half-way can be
     # repeated (or undone with --uninstall).
@@ -211,6 +256,11 @@ do_install() {
     rm -f "$unit"
     # systemd-oomd's pre-kill hook: installed, not enabled (README, "systemd-oomd").
     put_file "$checkout/packaging/systemd/$SOCKET_UNIT" "$UNIT_DIR/$SOCKET_UNIT"
+
+    put_command_link
+    put_file "$checkout/packaging/man/memdoor.8" "$MAN_DIR/man8/memdoor.8"
+    put_file "$checkout/packaging/man/memdoor.toml.5" "$MAN_DIR/man5/memdoor.toml.5"
+    put_file "$checkout/packaging/completion/memdoor" "$COMPLETION"
 
     if [ -e "$root$CONFIG_DIR/example.toml" ]; then
         say "kept the existing $CONFIG_DIR/example.toml"
@@ -229,6 +279,7 @@ do_install() {
 
     write_manifest
     daemon_reload
+    say "memdoor is $COMMAND_LINK; man memdoor, man memdoor.toml"
     say "done. Next: copy $CONFIG_DIR/example.toml to $CONFIG_DIR/NAME.toml, adapt it, then"
     say "  systemctl enable --now memdoor@NAME"
 }
@@ -271,7 +322,12 @@ do_uninstall() {
         if [ "$purge" = no ] && [[ $entry == "$CONFIG_DIR"/* ]]; then
             continue
         fi
-        if [[ $entry != */ ]] && [ -e "$root$entry" ]; then
+        if [ "$entry" = "$COMMAND_LINK" ] && [ "$(readlink "$root$entry")" != "$prefix/bin/memdoor" ]; then
+            say "left $entry alone: it is no longer a link to $prefix/bin/memdoor"
+            continue
+        fi
+        # -L too: the command link dangles if the prefix went first.
+        if [[ $entry != */ ]] && { [ -e "$root$entry" ] || [ -L "$root$entry" ]; }; then
             rm -f "$root$entry"
             say "removed $entry"
             case $entry in

@@ -10,6 +10,7 @@
 #                    shipping tests), and syslog-ng-core unpacked beside them
 #                    (tests/shipping/install_syslog_ng.sh says why),
 #                    chromium (the HTML post-mortem rendered headless, tests/views),
+#                    groff-base and man-db (the man pages rendered, tests/packaging),
 #                    qemu-system-x86, mmdebstrap and e2fsprogs (tests/vm: a Debian 12
 #                    guest with systemd on pure cgroup v2, built from Debian's packages
 #                    and booted under QEMU; README.md, "Testing", says what it costs).
@@ -21,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(iproute2 systemd python3 python3-venv procps util-linux mount chromium
-                 rsyslog systemd-journal-remote qemu-system-x86 mmdebstrap e2fsprogs)
+                 rsyslog systemd-journal-remote qemu-system-x86 mmdebstrap e2fsprogs
+                 groff-base man-db)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 
+from memdoor.collect.identity import ProcessIdentity
+from memdoor.config import ResolvedTarget
+from memdoor.emitter import ProcessRecords, TargetRecords
 from memdoor.events import EVENTS, Event
 from memdoor.messages import cgroup_usage_line, human_kb, usage_line
-from memdoor.records import LEADING_KEYS, SCHEMA_VERSION, build_logger
+from memdoor.records import LEADING_KEYS, SCHEMA_VERSION, RecordLog, build_logger
 from memdoor.sinks.journal_fields import RECORD_FIELD, UNKNOWN_EVENT_ID, journal_fields
 from memdoor.sinks.journal_protocol import valid_field_name
+from memdoor.snapshot import Snapshot
 from tests.record_schema import validate_record
 
 
@@ -158,3 +162,35 @@ def test_cgroup_usage_line_never_rounds_across_the_threshold() -> None:
         cgroup_usage_line("a", 1, "/x", 200 * 1024, 256 * 1024, 50)
         == "a pid 1 cgroup /x 200.0 MiB of 256.0 MiB = 78% >= 50%"
     )
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        usage_line("myapp", 8893, 3565158, 53.2, 50),
+        usage_line("myapp", 8893, None, None, 50),
+        cgroup_usage_line("myapp", 8893, "/app.service", 200 * 1024, 256 * 1024, 50),
+    ],
+)
+def test_each_measured_event_says_what_it_is(usage: str) -> None:
+    """The watcher hands the same figures to the crossing, a later snapshot, a sample and
+    the return below: the MESSAGE must still tell them apart, figures first."""
+    sink = Collect()
+    target = ResolvedTarget(
+        name="myapp", pid=8893, pidfile=None, exe=None, count=None, sections=("memory",)
+    )
+    identity = ProcessIdentity(8893, 1, "myapp", 1, None, "/usr/bin/myapp", False, ["myapp"])
+    records = ProcessRecords(TargetRecords(RecordLog(sink), target, False), identity)
+    snapshot = Snapshot(8893, 1.7e9, identity)
+    records.full_snapshot(True, snapshot, usage, "system")
+    records.full_snapshot(False, snapshot, usage, "system")
+    records.sample(usage, 53.2, "system", snapshot)
+    records.back_below(usage, 53.2, "system")
+    by_event = {record["event"]: record["message"] for record in sink.records}
+    assert list(by_event) == ["threshold_crossed", "snapshot", "sample", "back_below"]
+    assert len(set(by_event.values())) == 4, by_event
+    assert all(message.startswith(usage + ": ") for message in by_event.values())
+    assert "crossed" in by_event["threshold_crossed"]
+    assert "full snapshot" in by_event["snapshot"] and "crossed" not in by_event["snapshot"]
+    assert by_event["sample"].endswith("sample")
+    assert "below" in by_event["back_below"]

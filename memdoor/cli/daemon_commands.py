@@ -13,9 +13,17 @@ from typing import Optional
 
 from memdoor.cli.daemon_bridge import report_config_error, run_daemon
 from memdoor.cli.output import EX_IOERR, write_stdout
+from memdoor.cli.parsers import EX_WARNINGS
 from memdoor.collect.memory import read_meminfo
 from memdoor.collect.reading import Unreadable
-from memdoor.config import EX_CONFIG, Config, ConfigError, load_config, render_effective
+from memdoor.config import (
+    EX_CONFIG,
+    Config,
+    ConfigError,
+    config_warnings,
+    load_config,
+    render_effective,
+)
 
 # The demo's child holds a little more than 1% of MemTotal (the lowest
 # threshold), capped so that the demo never takes a large host's memory.
@@ -46,7 +54,10 @@ def check_config_command(args: argparse.Namespace) -> int:
     problem = write_stdout(render_effective(config))
     if problem is not None:
         return _unwritten(args.path, problem)
-    return 0
+    warnings = config_warnings(config)
+    for warning in warnings:
+        print(f"memdoor check-config: warning: {warning.describe(args.path)}", file=sys.stderr)
+    return EX_WARNINGS if warnings and args.strict else 0
 
 
 def _unwritten(path: str, reason: str) -> int:

@@ -24,6 +24,8 @@ MAX_COUNT = 1_000_000_000
 DEFAULT_DEMO_S = 6.0
 # The demo shows records within seconds; an hour is already far more than it needs.
 MAX_DEMO_S = 3_600.0
+# check-config --strict with warnings: the file is valid (not 78), yet fails the check.
+EX_WARNINGS = 1
 
 
 class UsageError(Exception):
@@ -152,6 +154,7 @@ def build_seed_parser() -> CommandParser:
     parser.add_argument("-i", "--interval", type=_seconds_up_to(MAX_INTERVAL_S), required=True)
     parser.add_argument("-c", "--count", type=_whole_number_up_to(MAX_COUNT))
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--sort", choices=("address", "rss"), default="address")
     return parser
 
 
@@ -183,8 +186,16 @@ def build_check_config_parser() -> CommandParser:
         "path",
         metavar="FILE",
         help="the TOML configuration to check. Valid: the effective configuration on "
-        "stdout, exit 0. Invalid: each problem on stderr and a config_invalid record on "
-        "stdout, exit 78. Stdout not writable: exit 74.",
+        "stdout, then a warning on stderr for each thing that is valid but likely not "
+        "meant (no target, a pid that runs nothing, an exe that does not exist, a pidfile "
+        "in a directory that does not exist), exit 0. Invalid: each problem on stderr and "
+        "a config_invalid record on stdout, exit 78. Stdout not writable: exit 74.",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit {EX_WARNINGS} when there is any warning (the effective configuration "
+        "is still printed)",
     )
     return parser
 

@@ -35,6 +35,7 @@ class SeedWatch:
         self.exe: str = from_os(args.exename)
         self.threshold: int = args.memory_pressure_threshold
         self.json = args.format == "json"
+        self.sort_by_rss = args.sort == "rss"
         self.out = out
         self.start_ticks: Optional[int] = None
         layout = find_cgroup_mounts()
@@ -109,7 +110,7 @@ class SeedWatch:
                 }
             )
         else:
-            self.out.write(full_report(snapshot, self.exe))
+            self.out.write(full_report(snapshot, self.exe, self.sort_by_rss))
 
     def _json(self, record: dict[str, object]) -> None:
         self.out.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -11,6 +11,7 @@ usage: memdoor -p|--pid <target process id>
                -i|--interval <second(s)>
                [-c|--count <count(s)>]
                [--format text|json]
+               [--sort address|rss]
        memdoor run --config <file.toml>
        memdoor check-config <file.toml>
        memdoor demo [--seconds <n>]

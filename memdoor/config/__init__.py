@@ -1,10 +1,12 @@
 """The daemon's configuration: one TOML file validated into frozen, value-compared models.
 
 schema holds the models, resolve applies the [daemon] defaults to targets, problems
-words what is wrong, load turns a file into a Config or a ConfigError, and
-effective writes the configuration back out for `memdoor check-config`.
+words what is wrong, load turns a file into a Config or a ConfigError,
+effective writes the configuration back out for `memdoor check-config`, and advice
+says what in a valid file is likely not what was meant.
 """
 
+from memdoor.config.advice import config_warnings
 from memdoor.config.effective import render_effective
 from memdoor.config.load import EX_CONFIG, load_config, parse_config
 from memdoor.config.problems import ConfigError, ConfigProblem
@@ -37,6 +39,7 @@ __all__ = [
     "SinksConfig",
     "StdoutSettings",
     "TargetConfig",
+    "config_warnings",
     "effective_targets",
     "load_config",
     "parse_config",

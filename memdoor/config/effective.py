@@ -7,7 +7,13 @@ from typing import Optional, Union
 from pydantic import BaseModel
 
 from memdoor.config.resolve import effective_targets
-from memdoor.config.schema import INHERITED_KEYS, SELECTOR_KEYS, Config, TargetConfig
+from memdoor.config.schema import (
+    EXE_NARROWING_KEYS,
+    INHERITED_KEYS,
+    SELECTOR_KEYS,
+    Config,
+    TargetConfig,
+)
 from memdoor.config.toml_text import toml_string, toml_value
 
 # In the order a [[target]] table lists them.
@@ -35,8 +41,10 @@ def render_effective(config: Config) -> str:
             value = getattr(target, key)
             if value is not None:
                 lines.append(f"{key} = {toml_value(value)}")
-        if target.pidfile_owner is not None:
-            lines.append(f"pidfile_owner = {toml_string(target.pidfile_owner)}")
+        for key in ("pidfile_owner", *EXE_NARROWING_KEYS):
+            value = getattr(target, key)
+            if value is not None:
+                lines.append(f"{key} = {toml_string(value)}")
         for key in _TARGET_INHERITED_KEYS:
             lines.append(_own_or_inherited(key, getattr(target, key), getattr(resolved, key)))
         if target.count is None:

@@ -25,7 +25,7 @@ from memdoor.config.schema import (
     StdoutSettings,
     TargetConfig,
     duplicate_names,
-    owner_problem,
+    owner_problems,
     selector_problem,
 )
 from memdoor.config.toml_text import shorten, show, toml_string
@@ -41,7 +41,7 @@ RECORDED_TEXT_LIMIT = 160
 
 # Cross-field checks run on the raw tables (see _cross_field_problems); the model
 # validators raising these only guard configs built in Python code.
-_CROSS_FIELD_ERRORS = frozenset({"selector_count", "owner_without_pidfile", "duplicate_name"})
+_CROSS_FIELD_ERRORS = frozenset({"selector_count", "key_of_another_kind", "duplicate_name"})
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,9 @@ def _cross_field_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         problem = selector_problem([key for key in SELECTOR_KEYS if key in target])
         if problem is not None:
             problems.append((("target", index), problem))
-        problem = owner_problem(list(target))
-        if problem is not None:
-            problems.append((("target", index, "pidfile_owner"), problem))
+        problems.extend(
+            (("target", index, key), reason) for key, reason in owner_problems(list(target))
+        )
     problems.extend((("target", index, "name"), reason) for index, reason in duplicate_names(names))
     return problems
 

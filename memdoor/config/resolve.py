@@ -28,6 +28,10 @@ class ResolvedTarget(InheritedSettings):
     exe: Optional[str]
     # Only a pidfile target names one, so code building the other kinds may leave it out.
     pidfile_owner: Optional[str] = None
+    # Only an exe target narrows which processes it adopts.
+    cmdline: Optional[str] = None
+    unit: Optional[str] = None
+    cgroup: Optional[str] = None
     count: Optional[int]
     sections: tuple[Section, ...]
 
@@ -50,6 +54,9 @@ def _resolve(target: TargetConfig, daemon: DaemonConfig) -> ResolvedTarget:
             "pidfile": target.pidfile,
             "pidfile_owner": target.pidfile_owner,
             "exe": target.exe,
+            "cmdline": target.cmdline,
+            "unit": target.unit,
+            "cgroup": target.cgroup,
             "count": target.count,
             "sections": ALL_SECTIONS if target.sections is None else target.sections,
         }

@@ -45,6 +45,15 @@ SELECTOR_KEYS = ("pid", "pidfile", "exe")
 MIN_INTERVAL = 0.05
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# A pattern is written by the operator, but matched against command lines processes
+# choose: kept short enough to read at a glance and to bound what it can cost.
+MAX_CMDLINE_PATTERN = 256
+# systemd's unit name alphabet (systemd.unit(5)); a process belongs to a service or a
+# scope. UNIT_NAME_MAX is 256 with the terminating NUL.
+_UNIT_RE = re.compile(r"[A-Za-z0-9:_.\\@-]{1,247}\.(service|scope)")
+_CGROUP_MAX = 4096
+# Keys that narrow an exe target, and the key each applies to.
+EXE_NARROWING_KEYS = ("cmdline", "unit", "cgroup")
 
 
 def _tuple_from_array(value: object) -> object:
@@ -89,6 +98,48 @@ def _check_name(value: str) -> str:
     return value
 
 
+def _check_pattern(value: str) -> str:
+    """A regular expression Python's re compiles, at most MAX_CMDLINE_PATTERN characters."""
+    if len(value) > MAX_CMDLINE_PATTERN:
+        raise PydanticCustomError(
+            "pattern_too_long",
+            "must be at most {most} characters (got {length})",
+            {"most": MAX_CMDLINE_PATTERN, "length": len(value)},
+        )
+    try:
+        re.compile(value)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise PydanticCustomError(
+            "bad_pattern", "not a valid regular expression: {error}", {"error": str(exc)}
+        ) from None
+    return value
+
+
+def _check_unit(value: str) -> str:
+    if _UNIT_RE.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "bad_unit", "must be a systemd unit name ending in .service or .scope"
+        )
+    return value
+
+
+def _check_cgroup(value: str) -> str:
+    """A cgroup path as /proc/PID/cgroup prints it, so that a prefix compares as written."""
+    parts = value.split("/")
+    if (
+        not value.startswith("/")
+        or len(value) > _CGROUP_MAX
+        or (value != "/" and any(part in ("", ".", "..") for part in parts[1:]))
+        or "\0" in value
+    ):
+        raise PydanticCustomError(
+            "bad_cgroup",
+            "must be a cgroup path as /proc/PID/cgroup shows it: starting with /, without "
+            'empty, . or .. components or a trailing /, e.g. "/system.slice/app.service"',
+        )
+    return value
+
+
 def _check_bool_or_auto(value: object) -> Union[bool, Literal["auto"]]:
     """A bool-or-literal union would report two errors for one bad value."""
     if value is True or value is False:
@@ -116,6 +167,9 @@ Interval = Annotated[float, Field(ge=MIN_INTERVAL, allow_inf_nan=False)]
 AbsolutePath = Annotated[str, AfterValidator(_check_path)]
 UserName = Annotated[str, AfterValidator(_check_user)]
 TargetName = Annotated[str, AfterValidator(_check_name)]
+CmdlinePattern = Annotated[str, AfterValidator(_check_pattern)]
+UnitName = Annotated[str, AfterValidator(_check_unit)]
+CgroupPath = Annotated[str, AfterValidator(_check_cgroup)]
 JournaldEnabled = Annotated[Union[bool, Literal["auto"]], PlainValidator(_check_bool_or_auto)]
 Sections = Annotated[
     tuple[Section, ...],
@@ -133,11 +187,21 @@ def selector_problem(given: Sequence[str]) -> Optional[str]:
     return f"exactly one of pid, pidfile, exe is required (got {got})"
 
 
-def owner_problem(keys: Sequence[str]) -> Optional[str]:
-    """Why a target with these keys may not set pidfile_owner, or None."""
+def owner_problems(keys: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, reason) for each key that only one kind of target may set, set on another:
+    pidfile_owner belongs to a pidfile target, the narrowing keys to an exe target."""
+    problems = []
     if "pidfile_owner" in keys and "pidfile" not in keys:
-        return "applies only to a pidfile target (this target has no pidfile)"
-    return None
+        problems.append(
+            ("pidfile_owner", "applies only to a pidfile target (this target has no pidfile)")
+        )
+    if "exe" not in keys:
+        problems += [
+            (key, "applies only to an exe target (this target has no exe)")
+            for key in EXE_NARROWING_KEYS
+            if key in keys
+        ]
+    return problems
 
 
 def duplicate_names(names: Sequence[object]) -> list[tuple[int, str]]:
@@ -216,6 +280,10 @@ class TargetConfig(_Model):
     # may name (README, "Pidfiles").
     pidfile_owner: Optional[UserName] = None
     exe: Optional[AbsolutePath] = None
+    # With exe only: which of the exe's processes are adopted (README, "Configuration").
+    cmdline: Optional[CmdlinePattern] = None
+    unit: Optional[UnitName] = None
+    cgroup: Optional[CgroupPath] = None
     # The overrides of InheritedSettings, each of the same type or None.
     threshold: Optional[Percent] = None
     threshold_base: Optional[ThresholdBase] = None
@@ -234,9 +302,11 @@ class TargetConfig(_Model):
         problem = selector_problem([key for key in SELECTOR_KEYS if key in given])
         if problem is not None:
             raise PydanticCustomError("selector_count", problem)
-        problem = owner_problem(given)
-        if problem is not None:
-            raise PydanticCustomError("owner_without_pidfile", problem)
+        problems = owner_problems(given)
+        if problems:
+            raise PydanticCustomError(
+                "key_of_another_kind", "; ".join(f"{key} {reason}" for key, reason in problems)
+            )
         return self
 
 

@@ -133,6 +133,37 @@ def mapping_section(mappings: Iterable[Mapping]) -> list[str]:
     return lines
 
 
+# `--sort rss`: the seed's columns with RESIDENT after SIZE, largest resident first,
+# so the region that holds the memory is on the first row, not the 7th of 131.
+RESIDENT_MAPPING_HEADER = (
+    "START ADDRESS     SIZE                RESIDENT            PERM  DEV    INODE      FILE PATH"
+)
+_RESIDENT_ROW = "%016x  %-16dkB  %-16skB  %s  %-5s  %-10d %s"
+
+
+def _resident_first(m: Mapping) -> tuple[int, int]:
+    """Largest resident size first; unknown after every known one; then by address."""
+    return (-1 if m.rss_kb is None else -m.rss_kb, m.start)
+
+
+def mapping_section_by_rss(mappings: Iterable[Mapping]) -> list[str]:
+    lines = ["##### PROCESS MEMORY MAPPING INFORMATION #####", RESIDENT_MAPPING_HEADER]
+    lines += [
+        _RESIDENT_ROW
+        % (
+            m.start,
+            m.size_kb,
+            "?" if m.rss_kb is None else m.rss_kb,
+            m.perms,
+            m.dev,
+            m.inode,
+            m.path,
+        )
+        for m in sorted(mappings, key=_resident_first)
+    ]
+    return lines
+
+
 def connection_line(s: Socket, address_width: int = ADDRESS_WIDTH) -> str:
     return (
         f"{s.protocol.upper() + ('6' if s.family == 6 else ''):<4} {s.state:<12} "
@@ -163,8 +194,9 @@ def below_threshold_report(epoch: float, pid: int, exe: str) -> str:
     return _text([report_time(epoch), *basic_section(pid, exe), "", BELOW_THRESHOLD, "", ""])
 
 
-def full_report(snapshot: Snapshot, exe: str) -> str:
-    """Every collected section, each followed by a blank line as the seed did."""
+def full_report(snapshot: Snapshot, exe: str, sort_by_rss: bool = False) -> str:
+    """Every collected section, each followed by a blank line as the seed did; the
+    mappings in address order as the seed listed them, or by resident size."""
     blocks = [[report_time(snapshot.taken_at), *basic_section(snapshot.pid, exe)]]
     if snapshot.memory is not None or snapshot.oom is not None:
         blocks.append(memory_section(snapshot.memory, snapshot.oom))
@@ -173,7 +205,8 @@ def full_report(snapshot: Snapshot, exe: str) -> str:
     if snapshot.tree is not None and snapshot.identity is not None:
         blocks.append(tree_section(snapshot.pid, snapshot.identity.name, snapshot.tree))
     if snapshot.mappings is not None:
-        blocks.append(mapping_section(snapshot.mappings))
+        by = mapping_section_by_rss if sort_by_rss else mapping_section
+        blocks.append(by(snapshot.mappings))
     if snapshot.connections is not None:
         blocks.append(connection_section(snapshot.connections))
     if snapshot.problems:

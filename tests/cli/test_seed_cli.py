@@ -355,3 +355,32 @@ def test_stop_signals_end_cleanly(
     assert (code, err) == (0, "")
     assert "Traceback" not in out
     assert out.endswith(BELOW + "\n\n")
+
+
+def mapping_rows(report: str) -> list[str]:
+    block = report.split("##### PROCESS MEMORY MAPPING INFORMATION #####\n")[1]
+    return block.split("\n\n")[0].splitlines()
+
+
+def test_sort_rss_lists_the_largest_resident_mapping_first(
+    capsys: pytest.CaptureFixture[str], above_one_percent: Workload
+) -> None:
+    """The workload's touched block, above 1% of RAM, heads the table; the default
+    order is the seed's, by address, without the resident column."""
+    workload = above_one_percent
+    assert main(seed_args(workload, "-m", "1", "-i", "0.1", "-c", "1", "--sort", "rss")) == 0
+    (by_rss,) = reports(capsys.readouterr().out)
+    header, *rows = mapping_rows(by_rss)
+    assert header.split() == [
+        "START", "ADDRESS", "SIZE", "RESIDENT", "PERM", "DEV", "INODE", "FILE", "PATH"
+    ]  # fmt: skip
+    resident = [int(row.split()[3]) for row in rows if row.split()[3] != "?"]
+    assert len(resident) == len(rows) > 10
+    assert resident == sorted(resident, reverse=True)
+    assert resident[0] >= mem_total_mib() // 100 * 1024
+    assert main(seed_args(workload, "-m", "1", "-i", "0.1", "-c", "1")) == 0
+    (by_address,) = reports(capsys.readouterr().out)
+    header, *rows = mapping_rows(by_address)
+    assert "RESIDENT" not in header and len(rows) >= len(resident) - 2
+    starts = [int(row.split()[0], 16) for row in rows]
+    assert starts == sorted(starts)

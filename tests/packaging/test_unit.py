@@ -259,3 +259,35 @@ def test_install_refuses_a_prefix_that_is_not_its_own(tmp_path: Path) -> None:
         "opt/memdoor",
         "opt/memdoor/precious",
     ]
+
+
+def test_install_puts_memdoor_on_path_with_its_man_pages_and_completion(
+    installed_root: Path,
+) -> None:
+    link = installed_root / "usr/local/bin/memdoor"
+    assert os.readlink(link) == "/opt/memdoor/bin/memdoor"
+    installed = {
+        "usr/local/share/man/man8/memdoor.8": "packaging/man/memdoor.8",
+        "usr/local/share/man/man5/memdoor.toml.5": "packaging/man/memdoor.toml.5",
+        "usr/local/share/bash-completion/completions/memdoor": "packaging/completion/memdoor",
+    }
+    for there, here in installed.items():
+        assert (installed_root / there).read_bytes() == (CHECKOUT / here).read_bytes(), there
+    manifest = (installed_root / "opt/memdoor/memdoor-install.manifest").read_text().split()
+    assert {"/usr/local/bin/memdoor", *(f"/{there}" for there in installed)} <= set(manifest)
+
+
+def test_install_stops_before_replacing_someone_elses_memdoor_command(tmp_path: Path) -> None:
+    theirs = tmp_path / "usr/local/bin/memdoor"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("#!/bin/sh\n")
+    result = _install("--root", str(tmp_path))
+    assert result.returncode != 0
+    assert "/usr/local/bin/memdoor exists and is not memdoor's link" in result.stderr
+    assert theirs.read_text() == "#!/bin/sh\n"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "usr",
+        "usr/local",
+        "usr/local/bin",
+        "usr/local/bin/memdoor",
+    ]

@@ -23,11 +23,13 @@ from memdoor.procfs.net import Socket
 from memdoor.render.seed_text import (
     CONNECTION_HEADER,
     MAPPING_HEADER,
+    RESIDENT_MAPPING_HEADER,
     below_threshold_report,
     connection_line,
     connection_section,
     full_report,
     mapping_line,
+    mapping_section_by_rss,
     memory_section,
     problem_section,
     report_time,
@@ -273,3 +275,43 @@ def test_full_report_of_the_recorded_process(timezone: Callable[[str], None]) ->
         "7338      python",
         "1         systemd",
     ]
+
+
+def test_sort_rss_adds_a_resident_column_and_orders_by_it() -> None:
+    """Largest resident first, unknown last, address order among equals; each value
+    starts under its header label as in the seed's table."""
+    mappings = [
+        Mapping(0x1000, 0x3000, "r--p", 0, "fe:00", 7, "/usr/bin/app", 4),
+        Mapping(0x5000, 0x105000, "rw-p", 0, "00:00", 0, "[heap]", 1020),
+        Mapping(0x200000, 0x201000, "r-xp", 0, "fe:00", 9, "/lib/x.so", None),
+        Mapping(0x0800, 0x1000, "rw-p", 0, "00:00", 0, "", 4),
+    ]
+    header, *rows = mapping_section_by_rss(mappings)[1:]
+    assert header == RESIDENT_MAPPING_HEADER
+    assert rows == [
+        "0000000000005000  1024            kB  1020            kB  rw-p  00:00  0          [heap]",
+        "0000000000000800  2               kB  4               kB  rw-p  00:00  0          ",
+        "0000000000001000  8               kB  4               kB  r--p  fe:00  7          "
+        "/usr/bin/app",
+        "0000000000200000  4               kB  ?               kB  r-xp  fe:00  9          "
+        "/lib/x.so",
+    ]
+    labels = ["START ADDRESS", "SIZE", "RESIDENT", "PERM", "DEV", "INODE", "FILE PATH"]
+    starts = [header.index(label) for label in labels]
+    for row in rows:
+        start, size, _, resident, _, perms, dev, inode, *path = row.split()
+        for offset, value in zip(starts, [start, size, resident, perms, dev, inode, *path]):
+            assert row[offset : offset + len(value)] == value, (row, value)
+
+
+def test_the_default_report_keeps_the_seeds_mapping_table(timezone: Callable[[str], None]) -> None:
+    timezone("UTC0")
+    snapshot = take_snapshot(COMPLETE, proc=MODERN)
+    by_address = full_report(snapshot, "/usr/bin/sleep")
+    assert by_address == full_report(snapshot, "/usr/bin/sleep", sort_by_rss=False)
+    by_rss = full_report(snapshot, "/usr/bin/sleep", sort_by_rss=True)
+    assert SEED_MAPPING_HEADER in by_address and RESIDENT_MAPPING_HEADER not in by_address
+    assert RESIDENT_MAPPING_HEADER in by_rss
+    # Everything but the mapping table is the same text.
+    assert by_rss.split("\n\n")[:3] == by_address.split("\n\n")[:3]
+    assert by_rss.split("\n\n")[4:] == by_address.split("\n\n")[4:]

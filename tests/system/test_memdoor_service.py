@@ -176,6 +176,10 @@ def test_uninstall_on_a_running_system_stops_disables_and_removes() -> None:
         # The container sees the host's own files: what install.sh did not make stays.
         before = _memdoor_paths(container)
         install_memdoor(container)
+        # On PATH, as the README uses it, with its man pages and completion beside it.
+        assert container.run("sh", "-c", "command -v memdoor").stdout == "/usr/local/bin/memdoor\n"
+        assert container.run("memdoor", "--version").stdout.startswith("memdoor version ")
+        assert len(_memdoor_paths(container)) >= len(before) + 5
         container.write_file(
             "/etc/memdoor/a.toml", '[[target]]\nname = "a"\nexe = "/usr/bin/perl"\n'
         )
@@ -197,6 +201,13 @@ def test_uninstall_on_a_running_system_stops_disables_and_removes() -> None:
 def _memdoor_paths(container: Container) -> list[str]:
     """Everything named memdoor* where install.sh puts files (bar the configurations)."""
     found = container.run(
-        "find", "/opt", "/usr/local/lib", "/etc/systemd/system", "-name", "memdoor*"
+        "find",
+        "/opt",
+        "/usr/local/lib",
+        "/usr/local/bin",
+        "/usr/local/share",
+        "/etc/systemd/system",
+        "-name",
+        "memdoor*",
     )
     return sorted(found.stdout.splitlines())
