@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -226,7 +227,12 @@ def test_a_scan_whose_vector_fills_goes_on_where_it_stopped(spawn_workload: Spaw
     assert isinstance(maps, bytes)
     start, end = first_and_last_address(maps)
     path = f"/proc/{workload.pid}/pagemap"
-    whole, one_by_one = scan_present(path, start, end), scan_present(path, start, end, 1)
+    # Stopped, so that its interpreter cannot touch or free a page between the scans.
+    os.kill(workload.pid, signal.SIGSTOP)
+    try:
+        whole, one_by_one = scan_present(path, start, end), scan_present(path, start, end, 1)
+    finally:
+        os.kill(workload.pid, signal.SIGCONT)
     assert isinstance(whole, bytes) and isinstance(one_by_one, bytes)
     assert len(whole) // REGION.size > 10
 
