@@ -34,7 +34,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EX_CONFIG
-    return run_daemon(args.config, config)
+    return run_daemon(args.config, config, args.format)
 
 
 def check_config_command(args: argparse.Namespace) -> int:
@@ -108,7 +108,7 @@ def demo_command(args: argparse.Namespace) -> int:
                 return EX_CONFIG
             signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
             signal.setitimer(signal.ITIMER_REAL, args.seconds)
-            return run_daemon(path, config)
+            return run_daemon(path, config, args.format)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         child.kill()

@@ -155,6 +155,20 @@ def build_seed_parser() -> CommandParser:
     return parser
 
 
+def _add_format(parser: CommandParser) -> None:
+    """run's and demo's --format: what a person at a terminal reads, or the records."""
+    parser.add_argument(
+        "--format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="what stdout shows: console is one short aligned line per record (time, level, "
+        "target, pid, event, the key figures), coloured on a terminal unless NO_COLOR is "
+        "set; json is the records themselves, one JSON object per line (ECS documents when "
+        "sinks.stdout.format says so); auto (the default) is console on a terminal and json "
+        "anywhere else. The journal gets the records whatever the choice.",
+    )
+
+
 def build_run_parser() -> CommandParser:
     parser = CommandParser(
         "memdoor run",
@@ -170,6 +184,7 @@ def build_run_parser() -> CommandParser:
         "every key). An invalid file is reported on stderr and as a config_invalid record, "
         "exit 78.",
     )
+    _add_format(parser)
     return parser
 
 
@@ -204,6 +219,7 @@ def build_demo_parser() -> CommandParser:
         help=f"how long the daemon runs before it stops, in seconds (default {DEFAULT_DEMO_S:g}; "
         f"more than 0, at most {MAX_DEMO_S:g})",
     )
+    _add_format(parser)
     return parser
 
 
