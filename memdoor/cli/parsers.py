@@ -208,8 +208,11 @@ def build_demo_parser() -> CommandParser:
     parser = CommandParser(
         "memdoor demo",
         description="Run the real daemon for a few seconds against a process it starts, "
-        "holding a little more than 1% of RAM (at most 1 GiB), so that records appear "
-        "without writing a configuration.",
+        "mappings and all, so that records appear without writing a configuration. As root, "
+        "the process grows in a temporary memory cgroup (128 MiB, removed afterwards) until "
+        "the OOM killer ends it, and the demo ends with the post-mortem `memdoor show` gives "
+        "of its own run (on stderr when stdout is JSON). Otherwise the process holds a "
+        "little more than 1% of RAM (at most 1 GiB) and is not killed.",
     )
     parser.add_argument(
         "--seconds",
