@@ -39,6 +39,9 @@ DEMO_START_MB = 16
 # what followed), and how long the daemon has to stop once told.
 AFTER_KILL_S = 1.0
 STOP_WAIT_S = 10.0
+# --seconds counts from the daemon's start (daemon_started), as when it ran in this
+# process; its interpreter and imports get at most this long on a loaded machine.
+START_WAIT_S = 30.0
 
 
 def _load(path: str) -> Optional[Config]:
@@ -180,14 +183,16 @@ def _run_demo_daemon(
     killed = False
     try:
         assert daemon.stdout is not None
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + START_WAIT_S + seconds
+        stopping = False
         with open(records, "wb") as kept:
             pending = b""
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0 and daemon.poll() is None:
-                    daemon.terminate()
-                    deadline = time.monotonic() + STOP_WAIT_S
+                    # SIGTERM first, as systemd stops it; SIGKILL if that did not do.
+                    (daemon.kill if stopping else daemon.terminate)()
+                    stopping, deadline = True, time.monotonic() + STOP_WAIT_S
                 readable, _, _ = select.select([daemon.stdout], [], [], max(0.0, left))
                 if not readable:
                     continue
@@ -197,7 +202,9 @@ def _run_demo_daemon(
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
                     kept.write(line + b"\n")
-                    record = json.loads(line)
+                    record = _record(line)
+                    if record.get("event") == Event.DAEMON_STARTED and not stopping:
+                        deadline = time.monotonic() + seconds
                     if record.get("event") == Event.TARGET_FOUND:
                         _go(watched)
                     if record.get("event") == Event.OOM_KILLED and not killed:
@@ -211,6 +218,15 @@ def _run_demo_daemon(
         daemon.wait()
 
 
+def _record(line: bytes) -> dict[str, Any]:
+    """The record a line holds; a line that is none (not memdoor's) is shown as it came."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _go(watched: Workload) -> None:
     """The go line of a workload waiting for one; the others ignore it."""
     stdin = watched.proc.stdin
@@ -221,7 +237,7 @@ def _go(watched: Workload) -> None:
 
 
 def _show(line: bytes, record: dict[str, Any], view: Optional[Formatter]) -> None:
-    if view is None:
+    if view is None or not record:
         sys.stdout.buffer.write(line + b"\n")
     else:
         sys.stdout.write(view(record) + "\n")
