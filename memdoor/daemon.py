@@ -35,7 +35,7 @@ from memdoor.pressure import PressureHub
 from memdoor.procfs.kmsg import OomKillReport
 from memdoor.records import RecordLog
 from memdoor.sinks.dispatch import Dispatcher
-from memdoor.sinks.stdout import StdoutSink, stderr_notices
+from memdoor.sinks.stdout import StdoutSink, StdoutView, stderr_notices
 from memdoor.system_memory import MemTotal
 from memdoor.targets import Targets
 from memdoor.watch.context import Services
@@ -85,7 +85,13 @@ def evidence_sources(services: Services, cgroup_problem: Optional[Unreadable]) -
 
 
 class Daemon:
-    def __init__(self, config_path: Optional[str], config: Config, proc: str = "/proc") -> None:
+    def __init__(
+        self,
+        config_path: Optional[str],
+        config: Config,
+        proc: str = "/proc",
+        stdout_view: StdoutView = "auto",
+    ) -> None:
         self.config_path = config_path
         self.config = config
         layout = find_cgroup_mounts(proc)
@@ -99,7 +105,7 @@ class Daemon:
             neighbour_kills=NeighbourKillCounter(proc),
         )
         # Opened once: every dispatcher a reload builds shares them.
-        self.stdout = StdoutSink()
+        self.stdout = StdoutSink(view=stdout_view)
         self.stderr = stderr_notices()
         self.dispatcher = build_dispatcher(config, self.stdout, self.stderr)
         self.records = self._records_for(self.dispatcher)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Protocol
 
 from memdoor.collect.identity import ProcessIdentity
@@ -34,6 +34,7 @@ from memdoor.render.bounded import (
 )
 from memdoor.render.owner import owner_dict
 from memdoor.render.snapshot_dict import cgroup_dict, memory_dict
+from memdoor.render.summary import MappingGroups
 from memdoor.snapshot import Snapshot
 from memdoor.vocabulary import Detail, MeasuredBase
 
@@ -295,26 +296,48 @@ class ProcessRecords:
         )
 
     def full_snapshot(
-        self, crossed: bool, snapshot: Snapshot, message: str, measured: MeasuredBase
+        self,
+        crossed: bool,
+        snapshot: Snapshot,
+        message: str,
+        measured: MeasuredBase,
+        growth: Optional[Mapping[str, Any]] = None,
+        previous: Optional[Snapshot] = None,
     ) -> None:
-        """threshold_crossed at the crossing, snapshot afterwards."""
+        """threshold_crossed at the crossing, snapshot afterwards. growth: the measured
+        figure's rates (memdoor.watch.growth); previous: this process's last full
+        snapshot, against which each mapping group's change is given."""
+        before = None
+        if previous is not None and previous.mappings is not None:
+            before = MappingGroups(previous.mappings, previous.taken_at)
         self._write(
             Event.THRESHOLD_CROSSED if crossed else Event.SNAPSHOT,
             measured_line(message, "crossing" if crossed else "full"),
-            lambda limits: snapshot_fields(snapshot, self.target.detail, self._cmdline(), limits),
+            lambda limits: snapshot_fields(
+                snapshot, self.target.detail, self._cmdline(), limits, before
+            ),
             threshold_base=self.target.threshold_base,
             measured_base=measured,
+            **({} if growth is None else {"growth": dict(growth)}),
         )
 
     def sample(
-        self, message: str, percent: float, measured: MeasuredBase, last: Optional[Snapshot]
+        self,
+        message: str,
+        percent: float,
+        measured: MeasuredBase,
+        last: Optional[Snapshot],
+        growth: Optional[Mapping[str, Any]] = None,
     ) -> None:
-        """A few hundred bytes: the figures against every base, and the last snapshot's counts."""
+        """A few hundred bytes: the figures against every base, how fast the measured
+        one grows, and the last snapshot's counts."""
         fields: dict[str, Any] = {
             "threshold_base": self.target.threshold_base,
             "measured_base": measured,
             "usage_percent": round(percent, 2),
         }
+        if growth is not None:
+            fields["growth"] = dict(growth)
         if last is not None:
             if last.memory is not None:
                 fields["memory"] = memory_dict(last.memory)

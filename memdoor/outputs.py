@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -21,6 +22,7 @@ from memdoor.sinks.dispatch import Dispatcher, Formatter
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.line_writer import LineWriter
 from memdoor.sinks.stdout import StdoutSink, stdout_is_journal_stream
+from memdoor.views.console import ConsoleView, wants_colour
 
 SinkState = Literal["on", "off", "unavailable"]
 
@@ -59,6 +61,15 @@ def choose_sinks(config: Config, stdout: StdoutSink) -> dict[str, SinkChoice]:
     return {"stdout": out, "journald": journald}
 
 
+def console_formatter(stdout: StdoutSink, environ: Mapping[str, str]) -> Optional[Formatter]:
+    """The console view for stdout when a person reads it: asked for with --format
+    console, or by default on a terminal; None keeps the configured JSON."""
+    wanted = stdout.view == "console" or (stdout.view == "auto" and stdout.is_terminal)
+    if not wanted:
+        return None
+    return ConsoleView(wants_colour(stdout.is_terminal, environ)).line
+
+
 def build_dispatcher(
     config: Config,
     stdout: StdoutSink,
@@ -81,6 +92,9 @@ def build_dispatcher(
         for sink, settings in (("stdout", config.sinks.stdout), ("journald", config.sinks.journald))
         if settings.format == "ecs"
     }
+    console = console_formatter(stdout, os.environ)
+    if console is not None:
+        formatters["stdout"] = console
     dispatcher = Dispatcher(
         stdout if chosen["stdout"].state == "on" else None, journald, formatters, stderr
     )

@@ -26,6 +26,7 @@ from memdoor.oom.witness import KillWitness
 from memdoor.render.owner import owner_dict
 from memdoor.watch.context import TargetState
 from memdoor.watch.evidence import EvidenceKeeper, PidReused, Taken
+from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
 from memdoor.watch.wakeups import Wakeups
 
@@ -49,6 +50,7 @@ class ProcessWatcher:
         self.tracker: Optional[LimitTracker] = None
         self.meter = ThresholdMeter(state.target, self.pid, services.mem_total)
         self.evidence = EvidenceKeeper(state.target, identity, self.witness, services)
+        self.growth = GrowthRing()
         # Through a lambda: a test may replace wake on the instance.
         self.wakeups = Wakeups(services.pressure, lambda: self.wake(), state.target)
         self.last_progress = time.monotonic()
@@ -143,6 +145,7 @@ class ProcessWatcher:
             self.records.threshold_fallback()
         if measure is None:
             return self.target.interval
+        self.growth.add(measure.base, time.monotonic(), measure.kb)
         ratio = measure.percent / self.target.threshold
         if ratio >= 1:
             await self._above(measure)
@@ -184,12 +187,16 @@ class ProcessWatcher:
             return
         self._next_emit_at = now + self.target.interval
         snapshot = None if taken is None else taken.snapshot
+        growth = self.growth.growth(measure.base, measure.limit_kb).to_dict()
         if snapshot is not None and (crossed or self.evidence.full_due(snapshot)):
-            self.evidence.last_full = snapshot
+            previous, self.evidence.last_full = self.evidence.last_full, snapshot
             self.state.snapshots_emitted += 1
-            self.records.full_snapshot(crossed, snapshot, measure.message, measure.base)
+            self.records.full_snapshot(
+                crossed, snapshot, measure.message, measure.base, growth, previous
+            )
         else:
-            self.records.sample(measure.message, measure.percent, measure.base, self.evidence.last)
+            last = self.evidence.last
+            self.records.sample(measure.message, measure.percent, measure.base, last, growth)
         if self.state.count_reached:
             self.records.count_reached()
 

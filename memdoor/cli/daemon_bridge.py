@@ -14,7 +14,7 @@ from memdoor.daemon import Daemon
 from memdoor.emitter import DaemonRecords
 from memdoor.records import RecordLog
 from memdoor.sinks.dispatch import Dispatcher
-from memdoor.sinks.stdout import StdoutSink
+from memdoor.sinks.stdout import StdoutSink, StdoutView
 
 
 def report_config_error(exc: ConfigError) -> None:
@@ -23,12 +23,12 @@ def report_config_error(exc: ConfigError) -> None:
     DaemonRecords(RecordLog(Dispatcher(StdoutSink(), None))).config_invalid(exc, "not started")
 
 
-def run_daemon(path: str, config: Config) -> int:
-    """The daemon in the foreground until it stops; its exit code."""
+def run_daemon(path: str, config: Config, view: StdoutView = "auto") -> int:
+    """The daemon in the foreground until it stops; its exit code. view: --format."""
 
     async def serve() -> int:
         # Built inside the loop: on Python 3.9 the daemon's asyncio.Events bind
         # to the loop that is current when they are created.
-        return await Daemon(path, config).run()
+        return await Daemon(path, config, stdout_view=view).run()
 
     return asyncio.run(serve())

@@ -158,6 +158,20 @@ def build_seed_parser() -> CommandParser:
     return parser
 
 
+def _add_format(parser: CommandParser) -> None:
+    """run's and demo's --format: what a person at a terminal reads, or the records."""
+    parser.add_argument(
+        "--format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="what stdout shows: console is one short aligned line per record (time, level, "
+        "target, pid, event, the key figures), coloured on a terminal unless NO_COLOR is "
+        "set; json is the records themselves, one JSON object per line (ECS documents when "
+        "sinks.stdout.format says so); auto (the default) is console on a terminal and json "
+        "anywhere else. The journal gets the records whatever the choice.",
+    )
+
+
 def build_run_parser() -> CommandParser:
     parser = CommandParser(
         "memdoor run",
@@ -173,6 +187,7 @@ def build_run_parser() -> CommandParser:
         "every key). An invalid file is reported on stderr and as a config_invalid record, "
         "exit 78.",
     )
+    _add_format(parser)
     return parser
 
 
@@ -204,8 +219,11 @@ def build_demo_parser() -> CommandParser:
     parser = CommandParser(
         "memdoor demo",
         description="Run the real daemon for a few seconds against a process it starts, "
-        "holding a little more than 1% of RAM (at most 1 GiB), so that records appear "
-        "without writing a configuration.",
+        "mappings and all, so that records appear without writing a configuration. As root, "
+        "the process grows in a temporary memory cgroup (128 MiB, removed afterwards) until "
+        "the OOM killer ends it, and the demo ends with the post-mortem `memdoor show` gives "
+        "of its own run (on stderr when stdout is JSON). Otherwise the process holds a "
+        "little more than 1% of RAM (at most 1 GiB) and is not killed.",
     )
     parser.add_argument(
         "--seconds",
@@ -215,6 +233,7 @@ def build_demo_parser() -> CommandParser:
         help=f"how long the daemon runs before it stops, in seconds (default {DEFAULT_DEMO_S:g}; "
         f"more than 0, at most {MAX_DEMO_S:g})",
     )
+    _add_format(parser)
     return parser
 
 

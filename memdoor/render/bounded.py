@@ -32,7 +32,7 @@ from memdoor.events import EVENTS, Event
 from memdoor.process_text import splice
 from memdoor.render.ecs import to_ecs
 from memdoor.render.snapshot_dict import process_dict, snapshot_dict, tree_list
-from memdoor.render.summary import summarize_connections, summarize_mappings
+from memdoor.render.summary import MappingGroups, summarize_connections, summarize_mappings
 from memdoor.snapshot import Snapshot
 from memdoor.vocabulary import Detail, compact_json, rfc3339
 
@@ -225,9 +225,11 @@ def snapshot_fields(
     detail: Detail,
     cmdline: Optional[list[str]] = None,
     limits: Limits = LEVELS[0],
+    before: Optional[MappingGroups] = None,
 ) -> dict[str, Any]:
     """The snapshot's part of a record: under "summary", mappings and sockets summarised
-    with limits.listed of each listed, the tree cut between its two ends and the
+    with limits.listed of each listed (with each group's change since before, the
+    previous full snapshot, when given), the tree cut between its two ends and the
     command line bounded (strings are cut by record_fields, for the whole record)."""
     if detail == "full":
         return snapshot_dict(snapshot, cmdline)
@@ -240,7 +242,7 @@ def snapshot_fields(
         if omitted:
             data["tree_omitted"] = omitted
     if snapshot.mappings is not None:
-        data["mappings_summary"] = summarize_mappings(snapshot.mappings, limits.listed)
+        data["mappings_summary"] = summarize_mappings(snapshot.mappings, limits.listed, before)
     if snapshot.connections is not None:
         data["connections_summary"] = summarize_connections(snapshot.connections, limits.listed)
     return data

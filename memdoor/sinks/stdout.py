@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, TextIO
+from typing import Literal, Optional, TextIO
 
 from memdoor.sinks.line_writer import LineWriter, PutOutcome
 from memdoor.vocabulary import decimal
@@ -26,6 +26,11 @@ QUEUE_LIMIT = 4 * 1024 * 1024
 # The operator's one-line notices on stderr: a few hundred of them.
 NOTICE_LIMIT = 64 * 1024
 
+# What `run --format` and `demo --format` ask of stdout: "json" the records as the
+# configuration renders them, "console" one short line per record for a person,
+# "auto" the console view on a terminal and JSON anywhere else.
+StdoutView = Literal["auto", "json", "console"]
+
 
 def _stream_fd(stream: TextIO) -> Optional[int]:
     try:
@@ -33,6 +38,13 @@ def _stream_fd(stream: TextIO) -> Optional[int]:
     except (OSError, ValueError):
         # io.UnsupportedOperation, which is both: a stream in memory.
         return None
+
+
+def _is_terminal(stream: Optional[TextIO]) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 class StdoutSink:
@@ -46,10 +58,16 @@ class StdoutSink:
 
     name = "stdout"
 
-    def __init__(self, stream: Optional[TextIO] = None, limit: int = QUEUE_LIMIT) -> None:
+    def __init__(
+        self, stream: Optional[TextIO] = None, limit: int = QUEUE_LIMIT, view: StdoutView = "auto"
+    ) -> None:
         """stream: sys.stdout unless given (sys.stdout is None when fd 1 was closed).
-        limit: the bytes that may wait for the reader."""
+        limit: the bytes that may wait for the reader. view: what the command line
+        asked stdout to show (memdoor.outputs chooses the formatter from it)."""
         chosen = sys.stdout if stream is None else stream
+        self.view = view
+        # Looked at once: the terminal a daemon started on stays its stdout.
+        self.is_terminal = _is_terminal(chosen)
         # What Python makes of an fd 1 closed before it started (`>&-`).
         self.missing = "standard output is closed" if chosen is None else ""
         fd = None if chosen is None else _stream_fd(chosen)

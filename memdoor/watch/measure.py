@@ -44,6 +44,8 @@ class Measure:
     base: MeasuredBase
     # The figure in a few words, for the other base's message under "any".
     brief: str
+    # What kb is measured against: MemTotal, or the cgroup's limit.
+    limit_kb: int
 
 
 class LimitTracker:
@@ -138,7 +140,8 @@ class ThresholdMeter:
             return None
         percent = percent_of(rss_kb, total_kb)
         line = usage_line(self.target.name, self.pid, rss_kb, percent, self.target.threshold)
-        return Measure(percent, line, rss_kb, "system", f"RSS {percent:.1f}% of MemTotal")
+        brief = f"RSS {percent:.1f}% of MemTotal"
+        return Measure(percent, line, rss_kb, "system", brief, total_kb)
 
     def unreachable(self) -> Optional[str]:
         """Why the threshold cannot be reached before a cgroup limit kills, or None.
@@ -192,4 +195,4 @@ class ThresholdMeter:
         )
         percent = percent_of(usage, tracker.limit_bytes)
         brief = f"cgroup {percent:.1f}% of its limit"
-        return Measure(percent, line, usage // 1024, "cgroup", brief)
+        return Measure(percent, line, usage // 1024, "cgroup", brief, tracker.limit_bytes // 1024)

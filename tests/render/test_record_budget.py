@@ -46,6 +46,7 @@ from memdoor.render.bounded import (
 from memdoor.render.ecs import to_ecs
 from memdoor.snapshot import Snapshot
 from memdoor.vocabulary import compact_json
+from memdoor.watch.growth import Growth
 from tests.record_schema import validate_record
 
 # Text as memdoor holds what a process chose (memdoor.process_text): bytes that
@@ -62,6 +63,8 @@ HOSTILE_BYTES = st.one_of(
     st.characters(blacklist_categories=("Cs",)).map(str.encode),
 )
 INT = st.integers(min_value=0, max_value=2**63)
+# The longest growth section: every figure as long as JSON writes it.
+WIDEST_GROWTH = Growth(-1.2345678e300, 1.2345678e300, -1.2345678e300, 60.0, 2**63, 1e300).to_dict()
 
 
 @st.composite
@@ -274,7 +277,9 @@ def test_every_process_record_fits_the_budget(
     records.target_found(path, ["psi", "cgroup_v2_events"], found_problems)
     records.full_snapshot(True, snapshot, text, "cgroup")
     records.full_snapshot(False, snapshot, text, "cgroup")
+    records.full_snapshot(False, snapshot, text, "cgroup", WIDEST_GROWTH, snapshot)
     records.sample(text, 1e6, "cgroup", snapshot)
+    records.sample(text, 1e6, "cgroup", snapshot, WIDEST_GROWTH)
     records.back_below(text, 0.0, "cgroup")
     records.count_reached()
     records.threshold_fallback()
@@ -369,6 +374,7 @@ def test_the_worst_process_fits_at_the_last_level() -> None:
     records = ProcessRecords(target_records(collector, redact=False), identity)
     records.target_found(worst, ["psi"], snapshot.problems)
     records.full_snapshot(True, snapshot, worst, "cgroup")
+    records.full_snapshot(False, snapshot, worst, "cgroup", WIDEST_GROWTH, snapshot)
     records.target_gone("exe_mismatch", worst)
     records.oom_killed(Kill(report, big, big, worst), snapshot, (worst, 2**40))
     assert_within_budget(collector.lines)

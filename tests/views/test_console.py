@@ -100,3 +100,36 @@ def test_hostile_text_cannot_drive_the_terminal(target: str, message: str, name:
 def test_a_record_missing_its_keys_still_gets_a_line() -> None:
     line = ConsoleView(colors=False).line({"event": "x"})
     assert line.startswith("??:??:??.???") and "x" in line
+
+
+def growing_sample(per_s: Any, seconds_to_limit: Any) -> dict[str, Any]:
+    return {
+        "timestamp": "2026-11-24T19:30:18.123Z",
+        "level": "warning",
+        "event": "sample",
+        "target": "web",
+        "pid": 4242,
+        "measured_base": "cgroup",
+        "usage_percent": 81.0,
+        "threshold_percent": 50,
+        "growth": {
+            "last_interval_kb_per_s": per_s,
+            "last_interval_s": 0.5,
+            "last_minute_kb_per_s": per_s,
+            "last_minute_s": 42.0,
+            "limit_kb": 131072,
+            "seconds_to_limit": seconds_to_limit,
+        },
+    }
+
+
+def test_a_growing_sample_says_how_fast_and_when_the_limit_comes() -> None:
+    line = ConsoleView(colors=False).line(growing_sample(38400.0, 2.5))
+    assert line.endswith("cgroup 81% >= 50%, +37.5 MiB/s over 42.0 s, limit in 2.5 s")
+
+
+def test_a_sample_that_does_not_grow_says_nothing_of_growth() -> None:
+    for per_s, left in ((0.0, None), (None, None), (-2048.0, None)):
+        line = ConsoleView(colors=False).line(growing_sample(per_s, left))
+        assert "limit in" not in line
+        assert ("/s" in line) is (per_s == -2048.0)

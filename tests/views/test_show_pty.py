@@ -2,60 +2,19 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import subprocess
 from pathlib import Path
-from typing import Optional
 
-from memdoor.lab.python_child import IMPORT_ROOT, module_command
 from memdoor.views.console import PID_WIDTH, TARGET_WIDTH
+from tests.terminal import on_a_terminal
 from tests.views.conftest import run_show
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EVENT_AT = 12 + 1 + 9 + 1 + TARGET_WIDTH + 1 + PID_WIDTH + 1
 
 
-def on_a_terminal(args: list[str], no_color: Optional[str]) -> str:
-    """Everything the command wrote to its terminal, as the terminal received it."""
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    env["TERM"] = "xterm-256color"
-    if no_color is not None:
-        env["NO_COLOR"] = no_color
-    master, slave = os.openpty()
-    try:
-        child = subprocess.Popen(
-            module_command("memdoor", "show", *args),
-            stdin=subprocess.DEVNULL,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=IMPORT_ROOT,
-        )
-        os.close(slave)
-        slave = -1
-        received = bytearray()
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError as exc:  # EIO: the child closed the terminal's last writer
-                assert exc.errno == errno.EIO
-                break
-            if not chunk:
-                break
-            received += chunk
-        assert child.wait(60) == 0, bytes(received)
-    finally:
-        if slave >= 0:
-            os.close(slave)
-        os.close(master)
-    # The terminal's line discipline turns each \n into \r\n.
-    return received.decode("utf-8").replace("\r\n", "\n")
-
-
 def test_a_terminal_gets_aligned_coloured_lines(records_file: Path) -> None:
-    shown = on_a_terminal([str(records_file)], no_color=None)
+    shown = on_a_terminal(["show", str(records_file)], no_color=None)
     lines = shown.splitlines()
     assert len(lines) == len(records_file.read_text().splitlines())
     assert all("\x1b[" in line for line in lines)
@@ -69,8 +28,8 @@ def test_a_terminal_gets_aligned_coloured_lines(records_file: Path) -> None:
 
 
 def test_no_color_on_a_terminal_gets_the_same_text_without_codes(records_file: Path) -> None:
-    coloured = on_a_terminal([str(records_file)], no_color=None)
-    plain = on_a_terminal([str(records_file)], no_color="1")
+    coloured = on_a_terminal(["show", str(records_file)], no_color=None)
+    plain = on_a_terminal(["show", str(records_file)], no_color="1")
     assert "\x1b" not in plain
     assert plain == ANSI.sub("", coloured)
 
@@ -85,7 +44,7 @@ def test_a_pipe_gets_no_colour_unless_asked(records_file: Path) -> None:
 
 
 def test_the_post_mortem_on_a_terminal_reads_at_80_columns(records_file: Path) -> None:
-    shown = on_a_terminal([str(records_file), "--kill", "latest"], no_color=None)
+    shown = on_a_terminal(["show", str(records_file), "--kill", "latest"], no_color=None)
     chart = shown[shown.index("Trajectory\n") : shown.index("growth")]
     assert "█" in chart and "✕" in chart and "━" in chart
     assert all(len(line) <= 80 for line in chart.splitlines())

@@ -1,0 +1,104 @@
+"""How fast a watched process's measured figure grows, and when it would reach its limit.
+
+A person reading a sample at 3 a.m. asks "how fast, and how long until it is
+killed?". Every tick already measures the figure the threshold is against
+(RSS, or the cgroup's usage), so the watcher hands it here: the last tick and a
+minute of points a few seconds apart, per base (under threshold_base "any" the
+measured base can change from one tick to the next, and RSS and cgroup usage
+are different figures). A tick costs an append and, now and then, a popleft; the
+rates are worked out only when a record is written.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from memdoor.vocabulary import MeasuredBase
+
+# The span of the longer rate.
+MINUTE_S = 60.0
+# Points for the minute's rate are kept at least this far apart: at most 13 per base
+# however short the interval, and the rate still spans 55 to 60 seconds.
+SPACING_S = 5.0
+
+
+@dataclass(frozen=True)
+class Growth:
+    """Rates in kB/s (None until two ticks were measured) and the estimated seconds to
+    the limit at the minute's rate (None when the figure is not growing)."""
+
+    last_interval_kb_per_s: Optional[float]
+    last_interval_s: Optional[float]
+    last_minute_kb_per_s: Optional[float]
+    last_minute_s: Optional[float]
+    limit_kb: int
+    seconds_to_limit: Optional[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        def rounded(value: Optional[float], digits: int) -> Optional[float]:
+            return None if value is None else round(value, digits)
+
+        return {
+            "last_interval_kb_per_s": rounded(self.last_interval_kb_per_s, 1),
+            "last_interval_s": rounded(self.last_interval_s, 3),
+            "last_minute_kb_per_s": rounded(self.last_minute_kb_per_s, 1),
+            "last_minute_s": rounded(self.last_minute_s, 3),
+            "limit_kb": self.limit_kb,
+            "seconds_to_limit": rounded(self.seconds_to_limit, 1),
+        }
+
+
+class _Ring:
+    """One base's points: the tick before the last, the last, and the minute's."""
+
+    def __init__(self) -> None:
+        self.previous: Optional[tuple[float, int]] = None
+        self.last: Optional[tuple[float, int]] = None
+        self.minute: deque[tuple[float, int]] = deque()
+
+    def add(self, at: float, kb: int) -> None:
+        self.previous, self.last = self.last, (at, kb)
+        if not self.minute or at - self.minute[-1][0] >= SPACING_S:
+            self.minute.append((at, kb))
+        while self.minute and at - self.minute[0][0] > MINUTE_S:
+            self.minute.popleft()
+
+
+def _rate(start: Optional[tuple[float, int]], end: tuple[float, int]) -> Optional[float]:
+    if start is None or end[0] <= start[0]:
+        return None
+    return (end[1] - start[1]) / (end[0] - start[0])
+
+
+class GrowthRing:
+    """The watcher's measured figures, per base, over the last minute."""
+
+    def __init__(self) -> None:
+        self._rings: dict[MeasuredBase, _Ring] = {}
+
+    def add(self, base: MeasuredBase, at: float, kb: int) -> None:
+        """One tick's figure; at is time.monotonic()."""
+        self._rings.setdefault(base, _Ring()).add(at, kb)
+
+    def growth(self, base: MeasuredBase, limit_kb: int) -> Growth:
+        """The rates of base's figure and the time until it reaches limit_kb."""
+        ring = self._rings.get(base)
+        if ring is None or ring.last is None:
+            return Growth(None, None, None, None, limit_kb, None)
+        last = ring.last
+        interval = _rate(ring.previous, last)
+        oldest = ring.minute[0] if ring.minute else None
+        minute = _rate(oldest, last)
+        to_limit = None
+        if minute is not None and minute > 0:
+            to_limit = max(0.0, (limit_kb - last[1]) / minute)
+        return Growth(
+            interval,
+            None if ring.previous is None else last[0] - ring.previous[0],
+            minute,
+            None if minute is None or oldest is None else last[0] - oldest[0],
+            limit_kb,
+            to_limit,
+        )
