@@ -391,7 +391,9 @@ DAEMON_MODES = {"per-rate": one_daemon_per_rate, "per-trial": one_daemon_per_tri
 def run(args: argparse.Namespace, details: Optional[IO[str]]) -> dict[float, list[Trial]]:
     interval = DaemonConfig().interval
     trials_by_rate: dict[float, list[Trial]] = {}
-    with tempfile.TemporaryDirectory(prefix="memdoor-capture-") as tmp:
+    # Under /run, root's own: memdoor reads a pidfile only where no other user could
+    # have written it (README, "Pidfiles"); a directory under /tmp is refused.
+    with tempfile.TemporaryDirectory(prefix="memdoor-capture-", dir="/run") as tmp:
         for rate in args.rates:
             with DAEMON_MODES[args.daemon](Path(tmp), args.settings) as attach:
                 trials = trials_by_rate.setdefault(rate, [])
