@@ -392,7 +392,7 @@ def run(args: argparse.Namespace, details: Optional[IO[str]]) -> dict[float, lis
     interval = DaemonConfig().interval
     trials_by_rate: dict[float, list[Trial]] = {}
     # Under /run, root's own: memdoor reads a pidfile only where no other user could
-    # have written it (README, "Pidfiles"); a directory under /tmp is refused.
+    # have written it (docs/configuration.md, "Pidfiles"); a directory under /tmp is refused.
     with tempfile.TemporaryDirectory(prefix="memdoor-capture-", dir="/run") as tmp:
         for rate in args.rates:
             with DAEMON_MODES[args.daemon](Path(tmp), args.settings) as attach:

@@ -4,7 +4,7 @@ Elastic Common Schema categorization and a one-line meaning.
 An event's name is written here and nowhere else in the code: the emitter
 (memdoor.emitter) writes records through the Event members, the ECS renderer
 and the journal fields look their facts up here, and the JSON Schema's enum,
-the journal catalog and the README's table are tested against this table.
+the journal catalog and the table in docs/records.md are tested against this table.
 
 MESSAGE_IDs are part of the interface: never change or reuse one. A new event
 gets a new ID (`systemd-id128 new` makes one), an entry in

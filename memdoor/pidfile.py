@@ -4,8 +4,8 @@ Whoever can write a target's pidfile chooses the process memdoor snapshots, and 
 snapshot puts that process's command line, mapped files and sockets into a journal
 others read. systemd's PIDFile= accepts a pid outside the service's cgroup only from
 a root-owned file reached through directories no one else controls; memdoor has no
-cgroup to check a pid against, so it applies those rules to every pidfile (README,
-"Pidfiles"):
+cgroup to check a pid against, so it applies those rules to every pidfile
+(docs/configuration.md, "Pidfiles"):
 
 - every directory on the way is owned by a trusted user and writable by nobody else:
   no group or world write bit (a POSIX ACL granting write shows in the group bits,

@@ -84,8 +84,8 @@ def _process_of_owner(pid: int, path: str, owner_uid: int, proc: str) -> Resolut
 
 @dataclass(frozen=True)
 class ExeNarrowing:
-    """What an exe target asks of a process besides its executable (README,
-    "Configuration"): a command line matching cmdline, the systemd unit named unit,
+    """What an exe target asks of a process besides its executable
+    (docs/configuration.md): a command line matching cmdline, the systemd unit named unit,
     a cgroup at or below cgroup. None asks nothing."""
 
     cmdline: Optional[str] = None

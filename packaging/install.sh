@@ -254,7 +254,7 @@ do_install() {
     sed "s|^ExecStart=$DEFAULT_PREFIX/|ExecStart=$prefix/|" "$checkout/packaging/systemd/$UNIT" >"$unit"
     put_file "$unit" "$UNIT_DIR/$UNIT"
     rm -f "$unit"
-    # systemd-oomd's pre-kill hook: installed, not enabled (README, "systemd-oomd").
+    # systemd-oomd's pre-kill hook: installed, not enabled (docs/runtime.md, "systemd-oomd").
     put_file "$checkout/packaging/systemd/$SOCKET_UNIT" "$UNIT_DIR/$SOCKET_UNIT"
 
     put_command_link

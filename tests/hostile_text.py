@@ -33,7 +33,7 @@ def strict_json_lines(data: bytes) -> list[dict[str, Any]]:
 
 
 def text_bytes(owner: dict[str, Any], key: str) -> Union[bytes, list[bytes]]:
-    """The bytes a process chose, read back from a record object as the README says to."""
+    """The bytes a process chose, read back from a record object as docs/records.md says to."""
     escaped = key in owner.get(ESCAPED, ())
 
     def one(text: str) -> bytes:

@@ -1,7 +1,7 @@
 """What pidfile tests share.
 
 Where the pidfiles go: memdoor reads one only from directories no user but root can
-write (README, "Pidfiles"), which rules out pytest's tmp_path under the
+write (docs/configuration.md, "Pidfiles"), which rules out pytest's tmp_path under the
 world-writable /tmp. Files, directories and a process of another user, nobody. And
 a way out for a reader stuck on a FIFO, so that a regression fails a test instead
 of hanging the suite.

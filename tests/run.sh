@@ -13,7 +13,7 @@
 #                    groff-base and man-db (the man pages rendered, tests/packaging),
 #                    qemu-system-x86, mmdebstrap and e2fsprogs (tests/vm: a Debian 12
 #                    guest with systemd on pure cgroup v2, built from Debian's packages
-#                    and booted under QEMU; README.md, "Testing", says what it costs).
+#                    and booted under QEMU; docs/testing.md says what it costs).
 #   A virtualenv     .venv-test/ with memdoor[test], so the host Python stays clean.
 # Then it runs pytest once with the default python3, and once more with every
 # other supported CPython it finds (pyenv's 3.9 and 3.13 on our CI machines), so

@@ -1,4 +1,4 @@
-"""The code keeps the shape the README's Layout promises.
+"""The code keeps the shape the Layout in docs/internals.md promises.
 
 Every module is listed there; each imports only from what the list puts below
 it (data flows one way: parsers, collectors, the snapshot, the watcher, the
@@ -17,13 +17,13 @@ from memdoor.events import Event
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "memdoor"
+LAYOUT = REPO / "docs" / "internals.md"
 MAX_CLASS_LINES = 200
 
 
 def layout_lines() -> list[str]:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Layout\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```\n", 2)[1]
+    text = LAYOUT.read_text()
+    block = text.split("# Layout\n", 1)[1].split("```\n", 2)[1]
     return [line for line in block.splitlines() if line.strip()]
 
 
@@ -70,13 +70,17 @@ def test_every_module_is_listed() -> None:
             relative.startswith(entry + "/") and not any(f.startswith(entry + "/") for f in files)
             for entry in order
         )
-        assert relative in files or in_listed_package, f"README Layout does not list {relative}"
+        assert relative in files or in_listed_package, (
+            f"the Layout ({LAYOUT.name}) does not list {relative}"
+        )
 
 
 def test_every_listed_file_exists() -> None:
     _order, files = listed()
     for name in files:
-        assert (REPO / name).exists(), f"README Layout lists {name}, which does not exist"
+        assert (REPO / name).exists(), (
+            f"the Layout ({LAYOUT.name}) lists {name}, which does not exist"
+        )
 
 
 def imported_modules(path: Path) -> list[str]:

@@ -277,10 +277,10 @@ class TargetConfig(_Model):
     pid: Optional[Pid] = None
     pidfile: Optional[AbsolutePath] = None
     # The user besides root whose pidfile is believed, and whose processes alone it
-    # may name (README, "Pidfiles").
+    # may name (docs/configuration.md, "Pidfiles").
     pidfile_owner: Optional[UserName] = None
     exe: Optional[AbsolutePath] = None
-    # With exe only: which of the exe's processes are adopted (README, "Configuration").
+    # With exe only: which of the exe's processes are adopted (docs/configuration.md).
     cmdline: Optional[CmdlinePattern] = None
     unit: Optional[UnitName] = None
     cgroup: Optional[CgroupPath] = None

@@ -99,7 +99,7 @@ def missing_requirements() -> Optional[str]:
             "pure cgroup2 host: this container mirrors the hybrid/legacy layout (memory "
             "controller on v1) and would need the memory controller delegated from our own "
             "cgroup; tests/vm runs these scenarios on pure cgroup v2 under systemd in a VM "
-            "(README, Testing)"
+            "(docs/testing.md)"
         )
     return None
 

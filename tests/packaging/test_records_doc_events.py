@@ -1,4 +1,4 @@
-"""The README's table of events is the event table, row by row, so the two cannot drift."""
+"""docs/records.md's table of events is the event table, row by row: the two cannot drift."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from pathlib import Path
 
 from memdoor.events import EVENTS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = "### Records"
+RECORDS_DOC = Path(__file__).resolve().parents[2] / "docs" / "records.md"
+SECTION = "# Records"
 TABLE_HEADER = ["| event | level | when |", "|---|---|---|"]
 
 
-def readme_event_rows(text: str) -> list[tuple[str, str, str]]:
+def documented_event_rows(text: str) -> list[tuple[str, str, str]]:
     """The (event, level, when) cells of the table after "Events:" in the Records section."""
-    section = text.split(f"\n{SECTION}\n", 1)[1].split("\n### ", 1)[0]
+    section = text.split(f"{SECTION}\n", 1)[1].split("\n## ", 1)[0]
     lines = section.split("\nEvents:\n\n", 1)[1].splitlines()
     assert lines[: len(TABLE_HEADER)] == TABLE_HEADER
     rows = []
@@ -25,13 +25,13 @@ def readme_event_rows(text: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def test_the_readme_lists_every_event_in_table_order_with_its_level_and_meaning() -> None:
+def test_the_records_doc_lists_every_event_in_table_order_with_its_level_and_meaning() -> None:
     expected = [(f"`{event.value}`", spec.level, spec.meaning) for event, spec in EVENTS.items()]
-    assert readme_event_rows(README.read_text(encoding="utf-8")) == expected
+    assert documented_event_rows(RECORDS_DOC.read_text(encoding="utf-8")) == expected
 
 
 def test_the_parser_sees_a_drifted_row() -> None:
-    text = README.read_text(encoding="utf-8")
+    text = RECORDS_DOC.read_text(encoding="utf-8")
     drifted = text.replace("| `snapshot` | warning |", "| `snapshot` | info |", 1)
     assert drifted != text
-    assert readme_event_rows(drifted) != readme_event_rows(text)
+    assert documented_event_rows(drifted) != documented_event_rows(text)
