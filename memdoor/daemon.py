@@ -135,7 +135,9 @@ class Daemon:
         kernel_log = self.services.kernel_log
         kernel_log.start(loop)
         kernel_log.listeners.append(self._oom_kill_seen)
-        self.services.oomd.start(loop)
+        self.services.group_kills.emit = lambda gathered: self.records.oom_group_killed(gathered)
+        layout = self.services.cgroups
+        self.services.oomd.start(loop, follow_journal=layout is not None and layout.v2_memory)
         hook, hook_state = await start_prekill_hook(
             self.services,
             self.targets,
@@ -180,6 +182,7 @@ class Daemon:
             stuck = await self.targets.stop(TARGETS_STOP_SECONDS)
             if stuck:
                 self.dispatcher.notice(f"stopping without waiting for {', '.join(stuck)}")
+            self.services.group_kills.flush()
             await asyncio.gather(*helpers, return_exceptions=True)
             kernel_log.stop(loop)
             self.services.oomd.stop(loop)

@@ -20,6 +20,8 @@ from memdoor.config import ConfigError, ResolvedTarget
 from memdoor.events import EVENTS, Event
 from memdoor.events import Level as Level
 from memdoor.messages import human_kb, measured_line
+from memdoor.oom.group import GatheredGroupKill
+from memdoor.oom.kernel_log import wall_time_of
 from memdoor.oom.kill import Kill
 from memdoor.oom.kmsg_reader import KmsgLosses
 from memdoor.oom.nearby import NearbyKill
@@ -36,7 +38,12 @@ from memdoor.render.owner import owner_dict
 from memdoor.render.snapshot_dict import cgroup_dict, memory_dict
 from memdoor.render.summary import MappingGroups
 from memdoor.snapshot import Snapshot
-from memdoor.vocabulary import Detail, MeasuredBase
+from memdoor.vocabulary import Detail, MeasuredBase, rfc3339
+
+# An oom_group_killed MESSAGE names this many watched victims, its lists hold at
+# most GROUP_LISTED pids each (a container can hold thousands; `killed` counts all).
+MESSAGE_VICTIMS = 5
+GROUP_LISTED = 256
 
 
 class RecordWriter(Protocol):
@@ -162,6 +169,35 @@ class DaemonRecords:
     def prekill_snapshot(self, cgroup: str, snapshot: Snapshot, redact_cmdline: bool) -> None:
         """A process no target watches: held to the record budget like a target's."""
         _prekill_snapshot(self.writer, None, cgroup, snapshot, "summary", redact_cmdline)
+
+    def oom_group_killed(self, gathered: GatheredGroupKill) -> None:
+        group, victims = gathered.group, gathered.victims
+        watched = {victim.pid for victim in victims}
+        named = ", ".join(f"{v.target} pid {v.pid} ({v.name})" for v in victims[:MESSAGE_VICTIMS])
+        more = len(victims) - MESSAGE_VICTIMS
+        _write(
+            self.writer,
+            Event.OOM_GROUP_KILLED,
+            message=f"the OOM killer killed cgroup {group.cgroup} as a group (memory.oom.group): "
+            f"{len(group.pids)} process(es) together, {len(victims)} watched: {named}"
+            + (f" and {more} more" if more > 0 else ""),
+            group=note_escaped(
+                {
+                    "cgroup": group.cgroup,
+                    "killed_at": rfc3339(wall_time_of(group.usec_since_boot)),
+                    "killed": len(group.pids),
+                    "pids": group.pids[:GROUP_LISTED],
+                    "watched": [
+                        note_escaped({"target": v.target, "pid": v.pid, "name": v.name})
+                        for v in victims[:GROUP_LISTED]
+                    ],
+                    "unwatched_pids": [pid for pid in group.pids if pid not in watched][
+                        :GROUP_LISTED
+                    ],
+                }
+            ),
+            owner=owner_dict(parse_cgroup_owner(group.cgroup)),
+        )
 
     def kernel_log_lost(self, losses: KmsgLosses) -> None:
         _write(

@@ -45,6 +45,7 @@ class Event(str, enum.Enum):
     THRESHOLD_FALLBACK = "threshold_fallback"
     KERNEL_LOG_LOST = "kernel_log_lost"
     PREKILL_SNAPSHOT = "prekill_snapshot"
+    OOM_GROUP_KILLED = "oom_group_killed"
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,13 @@ EVENTS: dict[Event, EventSpec] = {
         _METRIC,
         "systemd-oomd is about to kill `prekill_cgroup` (its pre-kill hook): a snapshot of "
         "a process in it, watched (`target`) or among its largest",
+    ),
+    Event.OOM_GROUP_KILLED: EventSpec(
+        "error",
+        "98d7eeb3382e4450b53a32ec63aff1c6",
+        Categorization("alert", ("process",), ("end",)),
+        "the OOM killer killed a memory.oom.group cgroup as a whole: `group` lists every "
+        "process killed together and the watched ones among them",
     ),
 }
 

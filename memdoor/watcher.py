@@ -22,6 +22,7 @@ from memdoor.collect.owner import read_ownership
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import ProcessRecords
+from memdoor.oom.group import GroupVictim
 from memdoor.oom.witness import KillWitness
 from memdoor.render.owner import owner_dict
 from memdoor.watch.context import TargetState
@@ -135,7 +136,7 @@ class ProcessWatcher:
         identity, proc = self.identity, self.state.services.proc
         liveness = check_process(self.pid, identity.exe, identity.start_ticks, proc)
         if liveness.task is None:
-            self._ended(liveness)
+            await self._ended(liveness)
             return 0.0
         oom_kills = None if self.tracker is None else self.tracker.oom_kills
         self.witness.seen(liveness.task, watermark, oom_kills)
@@ -169,7 +170,7 @@ class ProcessWatcher:
     async def _snapshot(self, measured_kb: int, force: bool = False) -> Optional[Taken]:
         outcome = await self.evidence.take(measured_kb, force)
         if isinstance(outcome, PidReused):
-            self._ended(Liveness(Verdict.REUSED, None, outcome.detail))
+            await self._ended(Liveness(Verdict.REUSED, None, outcome.detail))
         if not isinstance(outcome, Taken):
             return None
         if not outcome.torn and self.tracker and self.tracker.take_snapshot(outcome.snapshot):
@@ -200,14 +201,23 @@ class ProcessWatcher:
         if self.state.count_reached:
             self.records.count_reached()
 
-    def _ended(self, liveness: Liveness) -> None:
+    async def _ended(self, liveness: Liveness) -> None:
         """The process is gone: say whether the OOM killer took it, and with what evidence."""
         reason = GONE_REASONS.get(liveness.verdict, "unverifiable")
         self.ended = reason
-        tracker = self.tracker
-        kill = self.witness.verdict() if liveness.verdict is Verdict.EXITED else None
-        if kill is None:
+        if liveness.verdict is not Verdict.EXITED:
             self.records.target_gone(reason, liveness.detail)
             return
-        limit = None if tracker is None else tracker.applied_limit
-        self.records.oom_killed(kill, self.evidence.last, limit)
+        self.witness.gone()
+        try:
+            await self.witness.settle()
+        finally:  # a daemon stopping cuts the wait short, never the record
+            kill = self.witness.verdict()
+            if kill is None:
+                self.records.target_gone(reason, liveness.detail)
+            else:
+                limit = None if self.tracker is None else self.tracker.applied_limit
+                self.records.oom_killed(kill, self.evidence.last, limit)
+            if kill is not None and kill.group is not None:
+                victim = GroupVictim(self.target.name, self.pid, self.identity.name)
+                self.state.services.group_kills.victim(kill.group, victim)

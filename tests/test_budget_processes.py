@@ -75,7 +75,7 @@ def every_record(pid: int, cgroups: bool = False, **kill: Any) -> list[dict[str,
     watcher.records.back_below(message, 0.5, "cgroup")
     watcher.records.target_gone("exited", message)
     plant_kill(state, pid, **kill)
-    watcher._ended(Liveness(Verdict.EXITED, None, "gone"))
+    asyncio.run(watcher._ended(Liveness(Verdict.EXITED, None, "gone")))
     records = []
     for line in collector.lines:
         record = json.loads(line)

@@ -162,7 +162,7 @@ def test_records_with_the_largest_owner_stay_under_16_kib(spawn_workload: SpawnW
     assert watcher.evidence.last is not None
     watcher.records.full_snapshot(True, watcher.evidence.last, "crossed", "system")
     plant_kill(state, workload.pid, task_memcg="/" + "a" * 200, oom_memcg="/" + "a" * 200)
-    watcher._ended(Liveness(Verdict.EXITED, None, "gone"))
+    asyncio.run(watcher._ended(Liveness(Verdict.EXITED, None, "gone")))
     events = [json.loads(line)["event"] for line in collector.lines]
     assert events == ["threshold_crossed", "oom_killed"]
     for line in collector.lines:

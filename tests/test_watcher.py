@@ -489,7 +489,7 @@ def test_summary_records_stay_under_16_kib_even_for_oom_killed(spawn_workload) -
         total_vm_kb=10**9,
         anon_rss_kb=10**8,
     )
-    watcher._ended(Liveness(Verdict.EXITED, None, "gone"))
+    asyncio.run(watcher._ended(Liveness(Verdict.EXITED, None, "gone")))
     events = [json.loads(line)["event"] for line in collector.lines]
     assert events == ["target_found", "threshold_crossed", "oom_killed"]
     for line in collector.lines:

@@ -41,6 +41,11 @@ class CounterRise:
     # The counter file after was read from.
     file: Optional[str]
 
+    @property
+    def rose(self) -> bool:
+        before, after = self.before, self.after
+        return before is not None and after is not None and after > before
+
 
 class CgroupKillCounters:
     def __init__(self, place: MemoryCgroup) -> None:

@@ -47,6 +47,9 @@ _GROUP = re.compile(
 )
 # The lines of one group kill are printed within this of the announcement.
 GROUP_WINDOW_USEC = 1_000_000
+# A group kill's lines are taken to be all in when none came for this long: the
+# kernel prints them in one call, milliseconds apart even on a slow console.
+GROUP_QUIET_USEC = 300_000
 
 
 @dataclasses.dataclass
@@ -56,6 +59,8 @@ class GroupKill:
     cgroup: str
     usec_since_boot: int
     pids: list[int] = dataclasses.field(default_factory=list)
+    # The kernel's time of the newest line that joined it.
+    newest_usec: int = 0
 
 
 def parse_group_kill(record: KmsgRecord) -> Optional[GroupKill]:
@@ -193,7 +198,14 @@ class KernelLog:
             return
         if report.pid not in group.pids:
             group.pids.append(report.pid)
+        group.newest_usec = max(group.newest_usec, report.usec_since_boot)
         self.groups[report.pid] = group
+
+    def group_settled(self, group: GroupKill) -> bool:
+        """Whether every line of a group kill is in: none came for GROUP_QUIET_USEC."""
+        self.drain()
+        newest = max(group.usec_since_boot, group.newest_usec)
+        return monotonic_usec() - newest >= GROUP_QUIET_USEC
 
     def keep(self, report: OomKillReport, now: float) -> None:
         """File one parsed line, merged with the other lines of the same kill."""

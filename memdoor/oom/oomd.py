@@ -28,10 +28,12 @@ import os
 import struct
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Union
 
 from memdoor.collect.reading import Unreadable, malformed, unreadable_from_oserror
+from memdoor.oom.oomd_journal import OomdJournal
+from memdoor.oom.oomd_message import OomdReason, under
 from memdoor.process_text import note_escaped
 from memdoor.vocabulary import rfc3339
 
@@ -103,6 +105,8 @@ class OomdKill:
     ooms_after: Optional[int]
     processes_killed: Optional[int]
     notice: Optional[PrekillNotice]
+    # Why, from oomd's log (memdoor.oom.oomd_journal), once it was read.
+    reason: Optional[OomdReason] = None
 
     @property
     def marked(self) -> bool:
@@ -114,11 +118,13 @@ class OomdKill:
         return (["oomd_xattr"] if self.marked else []) + (["prekill_hook"] if self.notice else [])
 
     def fields(self, pid: int) -> dict[str, Any]:
-        notice = self.notice
+        notice, reason = self.notice, self.reason
         snapshot_at = None if notice is None else notice.snapshots.get(pid)
         return note_escaped(
             {
                 "cgroup": self.cgroup_path,
+                "reason": None if reason is None else reason.reason,
+                "reason_detail": None if reason is None else reason.detail,
                 "oomd_ooms_before": self.ooms_before,
                 "oomd_ooms_after": self.ooms_after,
                 "processes_killed": self.processes_killed,
@@ -132,24 +138,23 @@ def _libc() -> Any:
     return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
-def under(path: str, ancestor: str) -> bool:
-    """Whether cgroup path is ancestor or below it (both from the same root)."""
-    return path == ancestor or path.startswith(ancestor.rstrip("/") + "/")
-
-
 class OomdHub:
     """One inotify instance for every watched cgroup's oomd marks (an instance per
-    process would exhaust fs.inotify.max_user_instances, 128 by default), and the
-    pre-kill notices."""
+    process would exhaust fs.inotify.max_user_instances, 128 by default), the
+    pre-kill notices, and oomd's log for the reasons."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Optional[OomdJournal] = None) -> None:
+        self.journal = OomdJournal() if journal is None else journal
         self._fd = -1
         self.unavailable: Optional[Unreadable] = None
         self._callbacks: dict[int, dict[int, Changed]] = {}
         self._tokens = 0
         self.notices: list[PrekillNotice] = []
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, follow_journal: bool = False) -> None:
+        """follow_journal: where oomd can run (the memory controller on cgroup v2)."""
+        if follow_journal:
+            self.journal.start(loop)
         libc = _libc()
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         if fd < 0:
@@ -160,6 +165,7 @@ class OomdHub:
         loop.add_reader(fd, self._drain)
 
     def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.journal.stop(loop)
         if self._fd >= 0:
             loop.remove_reader(self._fd)
             os.close(self._fd)
@@ -248,8 +254,17 @@ class CgroupOomdMarks:
             None if after is None else after.ooms,
             None if after is None else after.killed - (0 if before is None else before.killed),
             notice,
+            self.hub.journal.reason_for(self.path),
         )
         return kill if kill.sources else None
+
+    def awaits_reason(self, kill: OomdKill) -> bool:
+        """Whether oomd's line with the reason may still come: oomd logs it after the
+        kill, and memdoor follows its log."""
+        return kill.reason is None and kill.marked and self.hub.journal.following
+
+    def with_reason(self, kill: OomdKill) -> OomdKill:
+        return replace(kill, reason=self.hub.journal.reason_for(self.path))
 
     def close(self) -> None:
         self._cancel()
@@ -257,17 +272,21 @@ class CgroupOomdMarks:
 
 def oomd_evidence(v2_memory: bool, hub: OomdHub) -> dict[str, str]:
     """What daemon_started says of the evidence of systemd-oomd's kills."""
+    unused = "not used: systemd-oomd needs the memory controller on cgroup v2"
+    inotify, journal = hub.unavailable, hub.journal
     if not v2_memory:
-        marks = "not used: systemd-oomd needs the memory controller on cgroup v2"
-    elif hub.unavailable is not None:
-        problem = hub.unavailable
-        marks = f"read at exit only (inotify {problem.reason}: {problem.detail})"
+        marks = reasons = unused
     else:
         marks = "read when they change (inotify) and at exit"
+        if inotify is not None:
+            marks = f"read at exit only (inotify {inotify.reason}: {inotify.detail})"
+        reasons = "followed for each kill's reason: " + " ".join(journal.command)
+        if not journal.following:
+            ended = journal.unavailable
+            reasons = "unavailable" + ("" if ended is None else f": {ended.what} {ended.detail}")
     return {
         "oomd_xattrs": marks,
-        "oomd_journal": "not read: PID 1's message comes after the cgroup is gone, when the "
-        "verdict is given; the cgroup's xattrs tell the same first",
+        "oomd_journal": reasons,
         "oomd_dbus": "not read: the system bus needs a D-Bus client memdoor does not depend "
-        "on; the cgroup's xattrs tell the same kill",
+        "on; oomd's log gives the same reason",
     }

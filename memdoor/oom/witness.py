@@ -9,22 +9,31 @@ evidence (a Kill) or not (None: it just exited).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections import deque
 from typing import Optional
 
 from memdoor.collect.cgroup import MemoryCgroup
 from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity, ProcessTask
-from memdoor.oom.counters import CgroupKillCounters
+from memdoor.oom.counters import CgroupKillCounters, CounterRise
 from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NeighbourKillCounter
-from memdoor.oom.oomd import CgroupOomdMarks, OomdHub
+from memdoor.oom.oomd import CgroupOomdMarks, OomdHub, OomdKill
 from memdoor.procfs.kmsg import OomKillReport
 
 # A process's first live thread changes only when that thread exits; the kill
 # names the one that was first then, among the latest ones read through.
 THREADS_KEPT = 8
+# How long a verdict waits for the rest of its evidence: the kernel's line when
+# only the counter told (the kernel sends SIGKILL before it logs the kill, and a
+# small victim can be gone first), the other lines of a memory.oom.group kill,
+# oomd's line with its reason. Each comes within milliseconds on a real host;
+# this is for a loaded or emulated one. The process is gone: only the record waits.
+SETTLE_SECONDS = 2.0
+SETTLE_STEP_SECONDS = 0.05
 
 
 class KillWitness:
@@ -50,6 +59,9 @@ class KillWitness:
         # The latest threads it was read through after its leader exited.
         self._threads: deque[int] = deque(maxlen=THREADS_KEPT)
         self._report: Optional[OomKillReport] = None
+        # What the cgroup said when the process was found gone (gone()).
+        self._rise: Optional[CounterRise] = None
+        self._oomd_kill: Optional[OomdKill] = None
 
     def watch_cgroup(self, cgroup: MemoryCgroup, oom_kills: Optional[int]) -> None:
         """The process's cgroup and its first counter reading; without the kernel log,
@@ -121,18 +133,38 @@ class KillWitness:
             return True
         return self._kernel_log.pids_are_ours and self.report() is not None
 
+    def gone(self) -> None:
+        """The process is gone: read what its cgroup says at once, before it goes."""
+        self._rise = None if self.counters is None else self.counters.at_exit()
+        self._oomd_kill = None if self.oomd_marks is None else self.oomd_marks.at_exit()
+
+    async def settle(self) -> None:
+        """Wait, at most SETTLE_SECONDS, for the logs that follow a kill: the kernel's
+        line when only the counter told, the rest of a group kill, oomd's reason."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        marks, rise = self.oomd_marks, self._rise
+        while time.monotonic() < deadline:
+            oomd_pending = False
+            if (
+                marks is not None
+                and self._oomd_kill is not None
+                and marks.awaits_reason(self._oomd_kill)
+            ):
+                self._oomd_kill = marks.with_reason(self._oomd_kill)
+                oomd_pending = marks.awaits_reason(self._oomd_kill)
+            if not oomd_pending and not self._kernel_pending(rise is not None and rise.rose):
+                return
+            await asyncio.sleep(SETTLE_STEP_SECONDS)
+
     def verdict(self) -> Optional[Kill]:
-        """The process is gone: its OOM kill (by the kernel or systemd-oomd) with every
-        source that told, or None."""
-        report = self.report()
-        counters = self.counters
-        rise = counters.at_exit() if counters is not None else None
-        oomd = None if self.oomd_marks is None else self.oomd_marks.at_exit()
+        """After gone(): its OOM kill (by the kernel or systemd-oomd) with every source
+        that told, or None."""
+        report, rise = self.report(), self._rise
         group = None if report is None else self._kernel_log.groups.get(report.pid)
         if rise is None:
-            kill = Kill(report, oomd=oomd, group=group)
+            kill = Kill(report, oomd=self._oomd_kill, group=group)
         else:
-            kill = Kill(report, rise.before, rise.after, rise.file, oomd, group)
+            kill = Kill(report, rise.before, rise.after, rise.file, self._oomd_kill, group)
         if not kill.sources:
             return None
         if rise is not None and rise.before is not None and rise.after is not None:
@@ -141,3 +173,15 @@ class KillWitness:
                 os.path.dirname(rise.file or ""), max(0, rise.after - rise.before)
             )
         return kill
+
+    def _kernel_pending(self, counter_rose: bool) -> bool:
+        """Whether the kernel log may still add to this kill: its line, when the counter
+        told of a kill it has not logged yet, or the later lines of its group kill."""
+        kernel_log = self._kernel_log
+        if kernel_log.unavailable is not None or kernel_log.reader is None:
+            return False
+        report = self.report()
+        if report is None:
+            return counter_rose
+        group = kernel_log.groups.get(report.pid)
+        return group is not None and not kernel_log.group_settled(group)

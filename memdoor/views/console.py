@@ -24,7 +24,7 @@ from structlog.dev import ConsoleRenderer
 
 from memdoor.events import Event
 from memdoor.messages import against_threshold, human_kb
-from memdoor.views.postmortem import rate
+from memdoor.views.postmortem import killed_by, rate
 from memdoor.views.text import clock, duration, number, parse_time, printable, section
 
 TARGET_WIDTH = 12
@@ -95,7 +95,7 @@ def kill_figures(record: Mapping[str, Any]) -> str:
     """'python killed by the OOM killer (CONSTRAINT_MEMCG), RSS 261.9 MiB, limit ...'."""
     kill, last = section(record, "kill"), section(record, "last_snapshot")
     name = kill.get("name") or section(record, "process").get("name") or "?"
-    text = f"{printable(name)} killed by the OOM killer"
+    text = f"{printable(name)} killed by {killed_by(kill)}"
     if kill.get("constraint"):
         text += f" ({printable(kill['constraint'])})"
     resident = [number(kill.get(k)) for k in ("anon_rss_kb", "file_rss_kb", "shmem_rss_kb")]

@@ -16,6 +16,7 @@ from memdoor.views.postmortem import (
     CGROUP_STAT_KEYS,
     TOP_GROUPS,
     kb,
+    killed_by,
     killer,
     last_age,
     rate,
@@ -294,7 +295,7 @@ def _kill_list(stories: Sequence[KillStory], shown: KillStory) -> str:
 def html_page(story: KillStory, stories: Sequence[KillStory]) -> str:
     last = story.last_snapshot
     target, pid = story.record.get("target"), story.record.get("pid")
-    title = f"{target} pid {pid} ({story.name}) killed by the OOM killer"
+    title = f"{target} pid {pid} ({story.name}) killed by {killed_by(story.kill)}"
     chart = trajectory_svg(story)
     parts = [
         "<!DOCTYPE html>",

@@ -65,6 +65,15 @@ def killer(story: KillStory) -> str:
     return "+".join(printable(s) for s in sources) if isinstance(sources, list) else "?"
 
 
+def killed_by(kill: Mapping[str, Any]) -> str:
+    """Who killed: the kernel's OOM killer, or systemd-oomd and why."""
+    if kill.get("killer") != "systemd-oomd":
+        return "the OOM killer"
+    oomd = kill.get("oomd")
+    reason = oomd.get("reason") if isinstance(oomd, Mapping) else None
+    return "systemd-oomd" + (f" ({printable(reason)})" if reason else "")
+
+
 def last_age(story: KillStory) -> str:
     age = number(story.last_snapshot.get("age_ms"))
     return "no snapshot" if age is None else duration(age / 1000)
@@ -94,7 +103,8 @@ def _heading(story: KillStory, total: int) -> list[str]:
     kill, target, pid = story.kill, story.record.get("target"), story.record.get("pid")
     lines = [
         f"Kill {story.number} of {total}: {printable(target)} pid {printable(pid)} "
-        f"({printable(story.name)}) killed by the OOM killer at {date_and_clock(story.killed_at)}",
+        f"({printable(story.name)}) killed by {killed_by(kill)} at "
+        f"{date_and_clock(story.killed_at)}",
         f"  told by {killer(story)}; constraint {printable(kill.get('constraint') or '?')}"
         + (f"; OOM cgroup {printable(kill['oom_memcg'])}" if kill.get("oom_memcg") else ""),
     ]

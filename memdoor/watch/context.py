@@ -8,6 +8,7 @@ from typing import Optional
 from memdoor.collect.cgroup import CgroupMounts
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import TargetRecords
+from memdoor.oom.group import GroupKills
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.oom.nearby import NeighbourKillCounter
 from memdoor.oom.oomd import OomdHub
@@ -28,6 +29,8 @@ class Services:
     neighbour_kills: NeighbourKillCounter = field(default_factory=NeighbourKillCounter)
     # systemd-oomd's marks on watched cgroups, and its pre-kill notices.
     oomd: OomdHub = field(default_factory=OomdHub)
+    # The watched victims of each memory.oom.group kill, for one record.
+    group_kills: GroupKills = field(default_factory=GroupKills)
 
 
 @dataclass

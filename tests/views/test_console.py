@@ -133,3 +133,21 @@ def test_a_sample_that_does_not_grow_says_nothing_of_growth() -> None:
         line = ConsoleView(colors=False).line(growing_sample(per_s, left))
         assert "limit in" not in line
         assert ("/s" in line) is (per_s == -2048.0)
+
+
+def test_a_kill_by_systemd_oomd_says_so_and_why() -> None:
+    record = {
+        "timestamp": "2026-11-24T19:30:18.123Z",
+        "level": "error",
+        "event": "oom_killed",
+        "target": "squeezed",
+        "pid": 4242,
+        "kill": {"killer": "systemd-oomd", "oomd": {"reason": "memory-pressure"}},
+        "process": {"name": "perl"},
+        "last_snapshot": {"age_ms": 300},
+    }
+    line = ConsoleView(colors=False).line(record)
+    assert "perl killed by systemd-oomd (memory-pressure)" in line, line
+    record["kill"] = {"killer": "kernel", "constraint": "CONSTRAINT_MEMCG"}
+    line = ConsoleView(colors=False).line(record)
+    assert "perl killed by the OOM killer (CONSTRAINT_MEMCG)" in line, line

@@ -2,9 +2,11 @@
 - systemd-oomd killing a unit with `ManagedOOMMemoryPressure=kill` under real memory
   pressure (a process held at `MemoryHigh=` while it churns page cache, so its cgroup
   both stalls and reclaims, which oomd requires before it kills): memdoor's record must
-  be `oom_killed` with `kill.killer` "systemd-oomd", told by the xattrs oomd sets;
+  be `oom_killed` with `kill.killer` "systemd-oomd", told by the xattrs oomd sets, and
+  oomd's reason read from its log by memdoor's journalctl under the hardened unit;
 - the kernel killing a unit's whole cgroup (`memory.oom.group = 1`, which systemd sets for
-  `OOMPolicy=kill`): both watched processes' `oom_killed` list both pids.
+  `OOMPolicy=kill`): both watched processes' `oom_killed` list both pids, and one
+  `oom_group_killed` record lists both.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def test_a_systemd_oomd_kill_is_oom_killed_by_systemd_oomd(
     memdoor = start_memdoor(vm, units, "squeezed", 'pidfile = "/run/squeezed.pid"')
     started = memdoor_records(vm, f"_SYSTEMD_UNIT={memdoor}", "MEMDOOR_EVENT=daemon_started")
     assert started[-1]["evidence"]["oomd_xattrs"].startswith("read when they change")
+    assert started[-1]["evidence"]["oomd_journal"].startswith("followed"), started[-1]
     units.append("squeezed.service")
     vm.run("systemctl", "start", "squeezed.service")
     try:
@@ -115,16 +118,12 @@ def test_a_systemd_oomd_kill_is_oom_killed_by_systemd_oomd(
     assert verdict["kill"]["killer"] == "systemd-oomd", verdict["kill"]
     assert "oomd_xattr" in verdict["kill"]["sources"], verdict["kill"]
     assert verdict["kill"]["oomd"]["oomd_ooms_after"] == 1, verdict["kill"]
+    assert verdict["kill"]["oomd"]["reason"] == "memory-pressure", (verdict, oomd_log[-2000:])
+    assert verdict["kill"]["oomd"]["reason_detail"].startswith("memory pressure for /system.slice")
     assert verdict["last_snapshot"] is not None
     assert result == "oom-kill", oomd_log[-2000:]
 
 
-@pytest.mark.xfail(
-    reason="seen failing under emulation: the kernel sends each victim SIGKILL before it "
-    "logs its 'Killed process' line, and memdoor's verdicts came before the later lines "
-    "(the first victim listed only itself; the idle second one had only the OOM counter)",
-    strict=False,
-)
 def test_a_group_kill_lists_every_process_killed_together(
     installed_vm: VirtualMachine, units: list[str]
 ) -> None:
@@ -151,3 +150,9 @@ def test_a_group_kill_lists_every_process_killed_together(
     pids = sorted(r["pid"] for r in found)
     assert [sorted(r["kill"]["group_pids"] or []) for r in found] == [pids, pids], summary
     assert {r["kill"]["group_cgroup"] for r in found} == {"/system.slice/grouped.service"}
+    match = (f"_SYSTEMD_UNIT={memdoor}", "MEMDOOR_EVENT=oom_group_killed")
+    group = wait_for_record(vm, match, lambda r: True, "the group record")["group"]
+    assert group["cgroup"] == "/system.slice/grouped.service", group
+    assert sorted(v["pid"] for v in group["watched"]) == pids, (group, summary)
+    assert sorted(group["pids"]) == pids and group["unwatched_pids"] == [], group
+    assert len(memdoor_records(vm, *match)) == 1
