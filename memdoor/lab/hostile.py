@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import errno
 import json
 import mmap
 import os
@@ -42,6 +41,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Any, Optional
 
+from memdoor.lab.memory_cgroup import remove_cgroup_directory
 from memdoor.lab.python_child import IMPORT_ROOT, module_command
 
 MODULE = "memdoor.lab.hostile"
@@ -371,28 +371,13 @@ class HostileProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         if self.cgroup_dir is not None:
-            _remove_cgroup(self.cgroup_dir)
+            remove_cgroup_directory(self.cgroup_dir)
         shutil.rmtree(self.directory, ignore_errors=True)
         return status
 
     def close(self) -> None:
         self.stop()
         self._stderr.close()
-
-
-def _remove_cgroup(directory: bytes, timeout: float = 30.0) -> None:
-    """rmdir answers EBUSY until the kernel has let go of the dead process's charge."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.rmdir(directory)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 @contextlib.contextmanager

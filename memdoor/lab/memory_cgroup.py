@@ -67,21 +67,35 @@ class LiveCgroup:
         """Reap our workloads, kill anything else that got in, then rmdir (EBUSY until empty)."""
         for workload in self.workloads:
             workload.stop()
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(FileNotFoundError):
-                for pid in self.read("cgroup.procs").split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-            try:
-                os.rmdir(self.directory)
-                return
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        remove_cgroup_directory(self.directory)
+
+
+def _members(directory: bytes) -> list[int]:
+    try:
+        with open(os.path.join(directory, b"cgroup.procs"), "rb") as procs:
+            return [int(pid) for pid in procs.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def remove_cgroup_directory(directory: Union[str, bytes], timeout: float = 30.0) -> None:
+    """Kill whatever is in it, then rmdir: EBUSY until every process, zombies too, is
+    gone and the kernel has let go of their charge. Gone already is fine."""
+    raw = os.fsencode(directory)
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in _members(raw):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            os.rmdir(raw)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -10,16 +10,14 @@ directory removed, innermost first.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import signal
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from memdoor.collect.cgroup import find_cgroup_mounts, memory_cgroup_of
 from memdoor.collect.reading import Unreadable
+from memdoor.lab.memory_cgroup import remove_cgroup_directory
 from memdoor.lab.unavailable import LabUnavailable
 
 
@@ -62,32 +60,6 @@ def v2_top() -> str:
     return layout.directory(layout.v2)
 
 
-def _members(directory: str) -> list[int]:
-    try:
-        with open(os.path.join(directory, "cgroup.procs")) as handle:
-            return [int(pid) for pid in handle.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def _remove(directory: str) -> None:
-    """Kill what is in it, then rmdir (EBUSY until every process, zombies too, is gone)."""
-    deadline = time.monotonic() + 30
-    while True:
-        for pid in _members(directory):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        try:
-            os.rmdir(directory)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def named_cgroup(parent_directory: str, parent_path: str, relative: str) -> Iterator[NamedCgroup]:
     """Each component of relative made under parent; all of them removed on the way out."""
@@ -102,4 +74,4 @@ def named_cgroup(parent_directory: str, parent_path: str, relative: str) -> Iter
         yield NamedCgroup(directory, path)
     finally:
         for each in reversed(made):
-            _remove(each)
+            remove_cgroup_directory(each)
