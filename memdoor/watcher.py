@@ -182,12 +182,18 @@ class ProcessWatcher:
         taken = await self._snapshot(measure.kb, force=crossed)
         if self.ended is not None:
             return
+        snapshot = None if taken is None else taken.snapshot
+        if crossed and snapshot is None:
+            # The crossing's own reads failed (the process dying under them): the
+            # kept snapshot is the evidence; with none, the next tick crosses again.
+            snapshot = self.evidence.last
+            if snapshot is None:
+                return
         self.state.above.add(self.pid)
         now = time.monotonic()
         if self.state.count_reached or (not crossed and now < self._next_emit_at):
             return
         self._next_emit_at = now + self.target.interval
-        snapshot = None if taken is None else taken.snapshot
         growth = self.growth.growth(measure.base, measure.limit_kb).to_dict()
         if snapshot is not None and (crossed or self.evidence.full_due(snapshot)):
             previous, self.evidence.last_full = self.evidence.last_full, snapshot
