@@ -1,6 +1,8 @@
 """systemd-oomd's pre-kill hook over a real Unix socket, with a client speaking varlink's
 wire format as systemd's sd-varlink does (NUL-terminated JSON), since systemd 260 and
-its varlinkctl are not among Debian 12's packages.
+its varlinkctl are not among Debian 12's packages; and with the varlink project's own
+client (the `varlink` package on PyPI, its command line), which reads the interface
+description the hook serves with its own parser before it calls.
 
 The end-to-end case plays oomd against a real cgroup v2 directory holding a real
 process: the reply comes, the notice is kept, and the process is snapshotted.
@@ -12,6 +14,7 @@ import asyncio
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -85,6 +88,45 @@ def test_notify_is_answered_and_named_cgroup_handed_over(tmp_path: Path) -> None
     assert unknown["error"] == "org.varlink.service.MethodNotFound"
     assert "io.systemd.oom.Prekill" in info["parameters"]["interfaces"]
     assert "method Notify(cgroup: string) -> ()" in description["parameters"]["description"]
+
+
+def test_the_varlink_projects_own_client_calls_the_hook(tmp_path: Path) -> None:
+    told: list[str] = []
+
+    async def scenario() -> list[tuple[int, str, str]]:
+        async def on_notify(cgroup: str) -> None:
+            told.append(cgroup)
+
+        hook = PrekillHook(on_notify, 0.8)
+        sock, path = listening(tmp_path)
+        await hook.serve(sock)
+        outcomes = []
+        try:
+            for argv in (
+                ["info", f"unix:{path}"],
+                ["help", f"unix:{path}/io.systemd.oom.Prekill"],
+                ["call", f"unix:{path}/{NOTIFY}", '{"cgroup": "/system.slice/a.service"}'],
+            ):
+                client = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "varlink.cli",
+                    *argv,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                out, err = await asyncio.wait_for(client.communicate(), 60)
+                outcomes.append((client.returncode or 0, out.decode(), err.decode()))
+        finally:
+            hook.close()
+        return outcomes
+
+    info, description, notify = asyncio.run(scenario())
+    assert info[0] == 0 and "io.systemd.oom.Prekill" in info[1], info
+    assert description[0] == 0, description
+    assert "method Notify(cgroup: string) -> ()" in description[1], description
+    assert notify[0] == 0 and notify[2] == "", notify
+    assert told == ["/system.slice/a.service"]
 
 
 def test_a_slow_snapshot_does_not_hold_the_reply(tmp_path: Path) -> None:
