@@ -1,16 +1,20 @@
 """TCP and UDP sockets owned by a process, matched by inode.
 
-The tables come from /proc/PID/net so they show the process's own network
-namespace (a container's sockets, not the host's), and the fd links tell which
-rows are its own. Tables are only read when the process has sockets at all:
-net/tcp walks the whole namespace's TCP hash (proc-costs.md).
+The fd links tell which sockets are the process's own. The rows come from a
+NETLINK_SOCK_DIAG dump where the process shares memdoor's network namespace
+(memdoor.collect.sock_diag: the same rows for a third of the kernel time),
+otherwise, and wherever a dump fails, from /proc/PID/net, whose tables show
+the process's own namespace (a container's sockets, not the host's). Either
+is only asked when the process has sockets at all: both walk the whole
+namespace's TCP hash (proc-costs.md).
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from memdoor.collect.reading import Unreadable, list_dir, malformed, read_link, read_text
+from memdoor.collect.reading import Unreadable, list_dir, malformed, read_links, read_text
+from memdoor.collect.sock_diag import dump_sockets, in_own_network_namespace
 from memdoor.procfs.errors import ParseError
 from memdoor.procfs.net import Protocol, Socket, parse_net_table, socket_inode
 
@@ -30,9 +34,12 @@ def read_socket_inodes(
     if isinstance(names, Unreadable):
         problems.append(names)
         return None
+    links = read_links(fd_dir, names)
+    if isinstance(links, Unreadable):
+        problems.append(links)
+        return None
     inodes: set[int] = set()
-    for name in names:
-        link = read_link(f"{fd_dir}/{name}")
+    for link in links:
         if isinstance(link, Unreadable):
             # An fd closed between listdir and readlink is normal churn, not a
             # gap. Any other failure (no CAP_SYS_PTRACE) hits every fd alike:
@@ -56,17 +63,29 @@ def read_connections(
     sockets: list[Socket] = []
     if not inodes:
         return sockets
+    dump = in_own_network_namespace(pid, proc)
     for table, protocol, family in TABLES:
-        path = f"{proc}/{pid}/net/{table}"
-        text = read_text(path)
-        if isinstance(text, Unreadable):
-            # A missing tcp6/udp6 means IPv6 is disabled; the process check at
-            # the end of the snapshot catches a process that really vanished.
-            if text.reason != "vanished":
-                problems.append(text)
-            continue
-        try:
-            sockets.extend(parse_net_table(text, protocol, family, inodes))
-        except ParseError as exc:
-            problems.append(malformed(path, str(exc)))
+        dumped = dump_sockets(protocol, family, inodes) if dump else None
+        if dumped is not None:
+            sockets.extend(dumped)
+        else:
+            path = f"{proc}/{pid}/net/{table}"
+            sockets.extend(_read_table(path, protocol, family, inodes, problems))
     return sockets
+
+
+def _read_table(
+    path: str, protocol: Protocol, family: int, inodes: set[int], problems: list[Unreadable]
+) -> list[Socket]:
+    text = read_text(path)
+    if isinstance(text, Unreadable):
+        # A missing tcp6/udp6 means IPv6 is disabled; the process check at
+        # the end of the snapshot catches a process that really vanished.
+        if text.reason != "vanished":
+            problems.append(text)
+        return []
+    try:
+        return parse_net_table(text, protocol, family, inodes)
+    except ParseError as exc:
+        problems.append(malformed(path, str(exc)))
+        return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, TypeVar, Union
 
@@ -47,6 +48,10 @@ class Unreadable:
 
     def to_dict(self) -> dict[str, Any]:
         return note_escaped({"what": self.what, "reason": self.reason, "detail": self.detail})
+
+
+# A symlink's target as read, or why it could not be.
+LinkTarget = Union[str, Unreadable]
 
 
 def unreadable_from_oserror(what: str, exc: OSError) -> Unreadable:
@@ -113,6 +118,33 @@ def read_link(path: str) -> Union[str, Unreadable]:
         return from_os(os.readlink(path))
     except OSError as exc:
         return unreadable_from_oserror(path, exc)
+
+
+def read_links(directory: str, names: Iterable[str]) -> Union[list[LinkTarget], Unreadable]:
+    """The targets of the named symlinks in directory, each read relative to one
+    descriptor of it.
+
+    For /proc/PID/fd with thousands of entries: a readlink through the whole
+    path walks /proc and the pid's directory again for every fd, measured at
+    twice the kernel time. A target is the kernel's text, not yet made valid
+    text (memdoor.process_text.from_os does that for what is kept); a link
+    gone since the directory was listed is an Unreadable that says vanished.
+    """
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        return unreadable_from_oserror(directory, exc)
+    readlink = os.readlink
+    targets: list[LinkTarget] = []
+    try:
+        for name in names:
+            try:
+                targets.append(readlink(name, dir_fd=descriptor))
+            except OSError as exc:
+                targets.append(unreadable_from_oserror(f"{directory}/{name}", exc))
+    finally:
+        os.close(descriptor)
+    return targets
 
 
 def list_dir(path: str) -> Union[list[str], Unreadable]:
