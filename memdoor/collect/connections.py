@@ -16,7 +16,7 @@ from typing import Optional
 from memdoor.collect.reading import Unreadable, list_dir, malformed, read_links, read_text
 from memdoor.collect.sock_diag import dump_sockets, in_own_network_namespace
 from memdoor.procfs.errors import ParseError
-from memdoor.procfs.net import Protocol, Socket, parse_net_table, socket_inode
+from memdoor.procfs.net import Protocol, Socket, parse_net_table, socket_inodes
 
 TABLES: tuple[tuple[str, Protocol, int], ...] = (
     ("tcp", "tcp", 4),
@@ -38,20 +38,16 @@ def read_socket_inodes(
     if isinstance(links, Unreadable):
         problems.append(links)
         return None
-    inodes: set[int] = set()
-    for link in links:
-        if isinstance(link, Unreadable):
-            # An fd closed between listdir and readlink is normal churn, not a
-            # gap. Any other failure (no CAP_SYS_PTRACE) hits every fd alike:
-            # report it once for the directory and give up on the list.
-            if link.reason == "vanished":
-                continue
-            problems.append(Unreadable(fd_dir, link.reason, f"readlink of fds: {link.detail}"))
+    # An fd closed between listdir and readlink is normal churn, not a gap.
+    # Any other failure (no CAP_SYS_PTRACE) hits every fd alike: report it
+    # once for the directory and give up on the list.
+    for failure in links.failures:
+        if failure.reason != "vanished":
+            problems.append(
+                Unreadable(fd_dir, failure.reason, f"readlink of fds: {failure.detail}")
+            )
             return None
-        inode = socket_inode(link)
-        if inode is not None:
-            inodes.add(inode)
-    return inodes
+    return socket_inodes(links.targets)
 
 
 def read_connections(

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from itertools import repeat
 
 from memdoor.procfs.errors import ParseError
-from memdoor.procfs.maps import HEADER, Mapping, Names, check_complete
+from memdoor.procfs.mapping_table import COLUMNS, MappingTable
+from memdoor.procfs.maps import Names, check_complete
 
 # include/uapi/linux/fs.h: the categories a page_region reports.
 PAGE_IS_PRESENT = 1 << 3
@@ -96,40 +97,37 @@ def resident_kb(
     return resident
 
 
-def parse_maps_with_resident(data: bytes, page_size: int, vector: bytes) -> list[Mapping]:
+def parse_maps_with_resident(data: bytes, page_size: int, vector: bytes) -> MappingTable:
     """maps text and a PAGEMAP_SCAN vector -> every mapping with its resident kB.
 
     Raises Undecidable where only smaps can say (huge pages in a file mapping).
 
     The same checks as parse_maps (every line a header, the last one whole),
-    but built column by column: converting each field with map() and making
-    each Mapping with tuple.__new__ keeps the per-mapping work in C, which for
-    20,000 mappings costs a third of a Python loop over the rows.
+    but only start, end and path are converted here, column by column with
+    map() so the per-mapping work stays in C; the rest waits in the
+    MappingTable until a mapping's tuple is asked for.
     """
     check_complete(data, "maps")
-    rows = HEADER.findall(b"\n" + data)
+    rows = COLUMNS.findall(b"\n" + data)
     lines = data.count(b"\n")
     if len(rows) != lines:
         raise ParseError(f"maps: {lines - len(rows)} of {lines} lines are not mapping headers")
     regions, huge = parse_page_regions(vector, page_size)
+    names = Names()
     if not rows:
-        return []
-    starts_hex, ends_hex, perms, offsets, devs, inodes, paths = zip(*rows)
+        return MappingTable(data, names, [], [], [], [])
+    starts_hex, ends_hex, paths = zip(*rows)
     starts = list(map(int, starts_hex, repeat(16)))
     ends = list(map(int, ends_hex, repeat(16)))
     if huge:
         for index, kb in enumerate(resident_kb(starts, ends, huge)):
             if kb and paths[index].startswith(b"/"):
                 raise Undecidable(f"huge pages in {paths[index]!r}")
-    name = Names().__getitem__
-    columns = zip(
+    return MappingTable(
+        data,
+        names,
         starts,
         ends,
-        map(name, perms),
-        map(int, offsets, repeat(16)),
-        map(name, devs),
-        map(int, inodes),
-        map(name, paths),
+        list(map(names.__getitem__, paths)),
         resident_kb(starts, ends, regions),
     )
-    return list(map(tuple.__new__, repeat(Mapping), columns))

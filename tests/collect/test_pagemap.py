@@ -23,7 +23,7 @@ from memdoor.collect.pagemap import (
     scan_present,
 )
 from memdoor.collect.reading import Unreadable, read_bytes
-from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.procfs.maps import Mapping, path_group
 from memdoor.procfs.pagemap import REGION, parse_page_regions
 from memdoor.snapshot import take_snapshot
 from tests.collect.trees import COMPLETE, MODERN, TRUNCATED_SMAPS
@@ -45,7 +45,7 @@ needs_pagemap_scan = pytest.mark.skipif(
 def by_group(mappings: Sequence[Mapping]) -> dict[tuple[str, str], int]:
     groups: dict[tuple[str, str], int] = {}
     for m in mappings:
-        groups[mapping_group(m)] = groups.get(mapping_group(m), 0) + (m.rss_kb or 0)
+        groups[path_group(m.path)] = groups.get(path_group(m.path), 0) + (m.rss_kb or 0)
     return groups
 
 

@@ -55,15 +55,13 @@ def deny(monkeypatch: pytest.MonkeyPatch, *denied_paths: str) -> None:
         names = list(names)
         if directory in denied_paths:
             return Unreadable(directory, "denied", "Permission denied")
-        targets = read_links(directory, names)
-        if isinstance(targets, Unreadable):
-            return targets
-        return [
-            Unreadable(f"{directory}/{name}", "denied", "Permission denied")
-            if f"{directory}/{name}" in denied_paths
-            else target
-            for name, target in zip(names, targets)
-        ]
+        refused = [name for name in names if f"{directory}/{name}" in denied_paths]
+        links = read_links(directory, [name for name in names if name not in refused])
+        if isinstance(links, Unreadable):
+            return links
+        for name in refused:
+            links.failures.append(Unreadable(f"{directory}/{name}", "denied", "Permission denied"))
+        return links
 
     replacements = {getattr(reading, name): refusing(getattr(reading, name)) for name in _READERS}
     replacements[read_links] = refusing_links
