@@ -48,7 +48,7 @@ class Path(NamedTuple):
 
 PATHS: dict[str, Path] = {
     "pagemap": Path(read_resident_mappings, True),
-    "pagemap, rows unbuilt": Path(read_resident_mappings, False),
+    "pagemap, rows unbuilt": Path(functools.partial(read_resident_mappings, rows=False), False),
     "smaps": Path(read_smaps_mappings, True),
 }
 SOCKET_PATHS = {"sock_diag": True, "/proc/net": False}
@@ -101,7 +101,10 @@ def main() -> int:
             mem_total.kb()
 
         def snapshot_by(path: Path) -> Snapshot:
-            with mock.patch("memdoor.snapshot.read_resident_mappings", path.read):
+            def read(tid: int, problems: list[Unreadable], proc: str, rows: bool) -> object:
+                return path.read(tid, problems, proc)
+
+            with mock.patch("memdoor.snapshot.read_resident_mappings", read):
                 return take_snapshot(pid, expected_start_ticks=start_ticks, mapping_rows=path.rows)
 
         def connections_by(dump: bool) -> object:

@@ -128,9 +128,11 @@ def first_and_last_address(maps: bytes) -> tuple[int, int]:
     return first, first
 
 
-def read_scanned_mappings(pid: int, proc: str = "/proc") -> Optional[Sequence[Mapping]]:
-    """Mappings and resident sizes by maps + PAGEMAP_SCAN (a MappingTable: its rows
-    are built when first asked for), None where that path fails.
+def read_scanned_mappings(
+    pid: int, proc: str = "/proc", rows: bool = True
+) -> Optional[Sequence[Mapping]]:
+    """Mappings and resident sizes by maps + PAGEMAP_SCAN (a MappingTable; unless
+    rows, its rows are built when first asked for), None where that path fails.
 
     A failure is not a problem of the snapshot: the smaps path is tried next
     and reports its own. No mappings at all is treated as a failure too: a
@@ -149,7 +151,7 @@ def read_scanned_mappings(pid: int, proc: str = "/proc") -> Optional[Sequence[Ma
         return None
     try:
         with collector_paused():
-            return parse_maps_with_resident(maps, PAGE_SIZE, vector)
+            return parse_maps_with_resident(maps, PAGE_SIZE, vector, rows)
     except (ParseError, Undecidable):
         return None
 
@@ -167,10 +169,12 @@ def read_smaps_mappings(
 
 
 def read_resident_mappings(
-    pid: int, problems: list[Unreadable], proc: str = "/proc"
+    pid: int, problems: list[Unreadable], proc: str = "/proc", rows: bool = True
 ) -> tuple[Optional[Sequence[Mapping]], Optional[MappingsSource]]:
-    """Every mapping with its resident kB, and the path that gave them."""
-    scanned = read_scanned_mappings(pid, proc)
+    """Every mapping with its resident kB, and the path that gave them; rows False
+    leaves a MappingTable's rows to be built when first asked for (the smaps
+    path builds them anyway)."""
+    scanned = read_scanned_mappings(pid, proc, rows)
     if scanned is not None:
         return scanned, "pagemap"
     return read_smaps_mappings(pid, problems, proc)

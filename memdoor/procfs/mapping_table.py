@@ -42,6 +42,34 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def mapping_rows(
+    names: Names,
+    starts: Iterable[int],
+    ends: Iterable[int],
+    perms: Iterable[bytes],
+    offsets: Iterable[bytes],
+    devs: Iterable[bytes],
+    inodes: Iterable[bytes],
+    paths: Iterable[str],
+    rss_kb: Iterable[int],
+) -> list[Mapping]:
+    """Mapping tuples from columns, the header's fields still as maps wrote them:
+    converted with map() and built with tuple.__new__, so the work per mapping
+    stays in C."""
+    name = names.__getitem__
+    columns = zip(
+        starts,
+        ends,
+        map(name, perms),
+        map(int, offsets, repeat(16)),
+        map(name, devs),
+        map(int, inodes),
+        paths,
+        rss_kb,
+    )
+    return list(map(tuple.__new__, repeat(Mapping), columns))
+
+
 class MappingTable(Sequence[Mapping]):
     """Every mapping of one maps text in address order: start, end, path and
     resident kB as lists; as a Sequence, the Mapping tuples (built on first use)."""
@@ -56,18 +84,20 @@ class MappingTable(Sequence[Mapping]):
         ends: list[int],
         paths: list[str],
         rss_kb: list[int],
+        rows: Optional[list[Mapping]] = None,
     ) -> None:
-        self._maps = maps
+        """rows: the Mapping tuples, where the parser built them with the columns;
+        then maps is not needed."""
+        self._maps = b"" if rows is not None else maps
         self._names = names
-        self._rows: Optional[list[Mapping]] = None
+        self._rows = rows
         self.starts = starts
         self.ends = ends
         self.paths = paths
         self.rss_kb = rss_kb
 
     def rows(self) -> list[Mapping]:
-        """The Mapping tuples, built once: with map() and tuple.__new__, so the work
-        per mapping stays in C."""
+        """The Mapping tuples, built once."""
         if self._rows is None:
             with collector_paused():
                 self._rows = self._build_rows()
@@ -76,20 +106,19 @@ class MappingTable(Sequence[Mapping]):
         return self._rows
 
     def _build_rows(self) -> list[Mapping]:
-        name = self._names.__getitem__
         rest = _REST.findall(b"\n" + self._maps)
         perms, offsets, devs, inodes = zip(*rest) if rest else ((), (), (), ())
-        columns = zip(
+        return mapping_rows(
+            self._names,
             self.starts,
             self.ends,
-            map(name, perms),
-            map(int, offsets, repeat(16)),
-            map(name, devs),
-            map(int, inodes),
+            perms,
+            offsets,
+            devs,
+            inodes,
             self.paths,
             self.rss_kb,
         )
-        return list(map(tuple.__new__, repeat(Mapping), columns))
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -72,12 +72,26 @@ def test_columns_and_rows_accept_what_parse_maps_accepts(data: st.DataObject) ->
         refused = True
     else:
         refused = False
-    try:
-        mappings = parse_maps_with_resident(text, PAGE, SCAN)
-    except ParseError:
-        assert refused
-        return
-    except Undecidable:
-        return
-    assert not refused
-    assert [m._replace(rss_kb=None) for m in mappings] == expected
+    for rows in (False, True):
+        try:
+            mappings = parse_maps_with_resident(text, PAGE, SCAN, rows)
+        except ParseError:
+            assert refused
+            continue
+        except Undecidable:
+            continue
+        assert not refused
+        assert [m._replace(rss_kb=None) for m in mappings] == expected
+
+
+def test_rows_built_in_the_parse_are_the_rows_built_later() -> None:
+    built = parse_maps_with_resident(MAPS, PAGE, SCAN, rows=True)
+    later = table()
+    assert built.rows() == later.rows()
+    assert (built.starts, built.ends, built.paths, built.rss_kb) == (
+        later.starts,
+        later.ends,
+        later.paths,
+        later.rss_kb,
+    )
+    assert parse_maps_with_resident(b"", PAGE, b"", rows=True) == []
