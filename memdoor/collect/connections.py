@@ -5,8 +5,9 @@ NETLINK_SOCK_DIAG dump where the process shares memdoor's network namespace
 (memdoor.collect.sock_diag: the same rows for a third of the kernel time),
 otherwise, and wherever a dump fails, from /proc/PID/net, whose tables show
 the process's own namespace (a container's sockets, not the host's). Either
-is only asked when the process has sockets at all: both walk the whole
-namespace's TCP hash (proc-costs.md).
+is only asked while some of the process's sockets are not found yet: both
+walk the whole namespace's TCP hash (proc-costs.md), so a process without
+sockets reads no table, and one whose sockets are all IPv4 TCP reads one.
 """
 
 from __future__ import annotations
@@ -60,13 +61,16 @@ def read_connections(
     if not inodes:
         return sockets
     dump = in_own_network_namespace(pid, proc)
+    unfound = set(inodes)
     for table, protocol, family in TABLES:
-        dumped = dump_sockets(protocol, family, inodes) if dump else None
-        if dumped is not None:
-            sockets.extend(dumped)
-        else:
-            path = f"{proc}/{pid}/net/{table}"
-            sockets.extend(_read_table(path, protocol, family, inodes, problems))
+        if not unfound:
+            # Every socket is found: the other tables hold none of them.
+            break
+        rows = dump_sockets(protocol, family, unfound) if dump else None
+        if rows is None:
+            rows = _read_table(f"{proc}/{pid}/net/{table}", protocol, family, unfound, problems)
+        sockets.extend(rows)
+        unfound.difference_update(row.inode for row in rows)
     return sockets
 
 
