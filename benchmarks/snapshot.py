@@ -3,11 +3,15 @@
 Builds a target with 20,000 mappings and 2,000 loopback TCP connections (the
 lab workload), then prints CPU milliseconds (median of several) for a full
 snapshot with the mappings' resident sizes read each way: maps plus one
-ioctl(PAGEMAP_SCAN) (Linux 6.7+), and smaps (older kernels, and the fallback).
+ioctl(PAGEMAP_SCAN) (Linux 6.7+), and smaps (older kernels, and the fallback);
+by pagemap both with every mapping's row built (detail "full", the seed) and
+with the rows left unbuilt (detail "summary": the groups come from columns).
 Each line splits the CPU into user (Python) and sys (the kernel generating
-/proc files), and says what the mappings section alone cost. The two paths
-run alternately, so a machine that gets busier half-way weighs on both alike.
-Then the per-tick poll and the collector's peak RSS.
+/proc files), and says what the mappings section alone cost. The sockets
+section is measured alone both ways too: a NETLINK_SOCK_DIAG dump and the
+/proc/PID/net text. The variants run alternately, so a machine that gets
+busier half-way weighs on all alike. Then the record's mapping summary, the
+seed's text report, the per-tick poll and the collector's peak RSS.
 
     python benchmarks/snapshot.py [--runs 9] [--mappings 20000] [--connections 2000]
 """
@@ -22,19 +26,32 @@ import sys
 from typing import Callable, NamedTuple
 from unittest import mock
 
+from memdoor.collect.connections import read_connections
 from memdoor.collect.identity import read_stat
 from memdoor.collect.memory import read_rss_kb
 from memdoor.collect.pagemap import read_resident_mappings, read_smaps_mappings
 from memdoor.collect.reading import Unreadable
 from memdoor.lab.workload_parent import start_workload
+from memdoor.render.seed_text import full_report
+from memdoor.render.summary import summarize_mappings
 from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.system_memory import MemTotal
 
 ReadMappings = Callable[[int, list[Unreadable]], object]
-PATHS: dict[str, ReadMappings] = {
-    "pagemap": read_resident_mappings,
-    "smaps": read_smaps_mappings,
+
+
+class Path(NamedTuple):
+    read: ReadMappings
+    # Whether the snapshot builds every mapping's row (detail "full", the seed).
+    rows: bool
+
+
+PATHS: dict[str, Path] = {
+    "pagemap": Path(read_resident_mappings, True),
+    "pagemap, rows unbuilt": Path(functools.partial(read_resident_mappings, rows=False), False),
+    "smaps": Path(read_smaps_mappings, True),
 }
+SOCKET_PATHS = {"sock_diag": True, "/proc/net": False}
 
 
 class Cost(NamedTuple):
@@ -83,17 +100,33 @@ def main() -> int:
             read_rss_kb(pid)
             mem_total.kb()
 
-        def snapshot_by(read: ReadMappings) -> Snapshot:
+        def snapshot_by(path: Path) -> Snapshot:
+            def read(tid: int, problems: list[Unreadable], proc: str, rows: bool) -> object:
+                return path.read(tid, problems, proc)
+
             with mock.patch("memdoor.snapshot.read_resident_mappings", read):
-                return take_snapshot(pid, expected_start_ticks=start_ticks)
+                return take_snapshot(pid, expected_start_ticks=start_ticks, mapping_rows=path.rows)
+
+        def connections_by(dump: bool) -> object:
+            with mock.patch("memdoor.collect.connections.in_own_network_namespace") as same:
+                same.return_value = dump
+                return read_connections(pid, [])
 
         full: dict[str, list[Cost]] = {path: [] for path in PATHS}
         section: dict[str, list[Cost]] = {path: [] for path in PATHS}
+        sockets: dict[str, list[Cost]] = {path: [] for path in SOCKET_PATHS}
         for _ in range(args.runs):
-            for path, read in PATHS.items():
-                section[path].append(cpu(functools.partial(read, pid, [])))
-                full[path].append(cpu(functools.partial(snapshot_by, read)))
-        sources = {path: snapshot_by(read).mappings_source for path, read in PATHS.items()}
+            for name, path in PATHS.items():
+                section[name].append(cpu(functools.partial(path.read, pid, [])))
+                full[name].append(cpu(functools.partial(snapshot_by, path)))
+            for name, dump in SOCKET_PATHS.items():
+                sockets[name].append(cpu(functools.partial(connections_by, dump)))
+        sources = {name: snapshot_by(path).mappings_source for name, path in PATHS.items()}
+        unbuilt = snapshot_by(PATHS["pagemap, rows unbuilt"])
+        summary = median(
+            [cpu(lambda: summarize_mappings(unbuilt.mappings or [], 20)) for _ in range(args.runs)]
+        )
+        seed = median([cpu(lambda: full_report(snapshot, "/exe")) for _ in range(args.runs)])
         polls = [cpu(poll, repeat=1000).total_ms for _ in range(args.runs)]
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(
@@ -106,12 +139,24 @@ def main() -> int:
             cost, alone = median(full[path]), median(section[path])
             totals = [c.total_ms for c in full[path]]
             print(
-                f"  {path:8} {cost.total_ms:7.2f} ms CPU = user {cost.user_ms:6.2f} + "
+                f"  {path:21} {cost.total_ms:7.2f} ms CPU = user {cost.user_ms:6.2f} + "
                 f"sys {cost.sys_ms:6.2f} (kernel {100 * cost.sys_ms / cost.total_ms:3.0f}%); "
                 f"min {min(totals):.2f}, max {max(totals):.2f}; mappings section alone "
                 f"{alone.total_ms:6.2f} (user {alone.user_ms:.2f} + sys {alone.sys_ms:.2f}); "
                 f"mappings_source {sources[path]}"
             )
+        print("sockets section alone (fd links and the tables), median of the same runs:")
+        for name in SOCKET_PATHS:
+            cost = median(sockets[name])
+            print(
+                f"  {name:21} {cost.total_ms:7.2f} ms CPU = user {cost.user_ms:6.2f} + "
+                f"sys {cost.sys_ms:6.2f} (kernel {100 * cost.sys_ms / cost.total_ms:3.0f}%)"
+            )
+        print(
+            f"mapping summary of a record (from the unbuilt rows' columns): "
+            f"{summary.total_ms:.2f} ms CPU"
+        )
+        print(f"seed text report (every mapping and socket listed): {seed.total_ms:.2f} ms CPU")
         print(
             f"below-threshold poll: median {statistics.median(polls):8.4f} ms CPU "
             "(stat + statm + cached MemTotal)"

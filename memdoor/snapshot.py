@@ -11,7 +11,7 @@ them (memdoor.collect.identity.live_task); its problems name that thread's files
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -56,7 +56,8 @@ class Snapshot:
     cgroup: Optional[CgroupFigures] = None
     oom: Optional[OomScores] = None
     tree: Optional[list[Ancestor]] = None
-    mappings: Optional[list[Mapping]] = None
+    # From the pagemap path a MappingTable, whose rows may not be built yet.
+    mappings: Optional[Sequence[Mapping]] = None
     # Which reads gave the mappings' resident sizes: "pagemap", "smaps" or "maps" (none).
     mappings_source: Optional[MappingsSource] = None
     connections: Optional[list[Socket]] = None
@@ -83,11 +84,16 @@ def take_snapshot(
     expected_start_ticks: Optional[int] = None,
     proc: str = "/proc",
     cgroups: Optional[CgroupMounts] = None,
+    mapping_rows: bool = True,
 ) -> Snapshot:
     """Read every requested section; never raises for anything the process or kernel does.
 
     With the host's cgroup layout, the memory section also reports the process's
     memory cgroup against its limit, so a snapshot shows both threshold bases.
+    mapping_rows False leaves a MappingTable's rows unbuilt: a summary does not
+    need them, and whoever iterates the mappings builds them (17 ms for 20,000
+    mappings, 8 ms more than in the parse), so a caller that will list them
+    asks for them here, in the thread that takes the snapshot.
     """
     snapshot = Snapshot(pid=pid, taken_at=time.time(), proc=proc)
     problems = snapshot.problems
@@ -108,7 +114,9 @@ def take_snapshot(
 
     tid, where = task.tid, task.proc
     if "mappings" in sections:
-        snapshot.mappings, snapshot.mappings_source = read_resident_mappings(tid, problems, where)
+        snapshot.mappings, snapshot.mappings_source = read_resident_mappings(
+            tid, problems, where, mapping_rows
+        )
     if "memory" in sections:
         snapshot.memory = _read_memory(task, problems, proc)
         if cgroups is not None:

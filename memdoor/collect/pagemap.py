@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import gc
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Literal, Optional, Union
 
 from memdoor.collect.mappings import read_mappings
 from memdoor.collect.reading import Unreadable, read_bytes, unreadable_from_oserror
 from memdoor.procfs.errors import ParseError
+from memdoor.procfs.mapping_table import collector_paused
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.pagemap import (
     PAGE_IS_HUGE,
@@ -129,22 +128,11 @@ def first_and_last_address(maps: bytes) -> tuple[int, int]:
     return first, first
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Building 20,000 mappings makes 40,000 tuples, and each few hundred of them
-    set off a collection that walks every young one again: half the build's
-    time, measured, for objects that hold no cycles. Left as it was if off."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def read_scanned_mappings(pid: int, proc: str = "/proc") -> Optional[list[Mapping]]:
-    """Mappings and resident sizes by maps + PAGEMAP_SCAN, None where that path fails.
+def read_scanned_mappings(
+    pid: int, proc: str = "/proc", rows: bool = True
+) -> Optional[Sequence[Mapping]]:
+    """Mappings and resident sizes by maps + PAGEMAP_SCAN (a MappingTable; unless
+    rows, its rows are built when first asked for), None where that path fails.
 
     A failure is not a problem of the snapshot: the smaps path is tried next
     and reports its own. No mappings at all is treated as a failure too: a
@@ -162,15 +150,15 @@ def read_scanned_mappings(pid: int, proc: str = "/proc") -> Optional[list[Mappin
     if isinstance(vector, Unreadable):
         return None
     try:
-        with _collector_paused():
-            return parse_maps_with_resident(maps, PAGE_SIZE, vector)
+        with collector_paused():
+            return parse_maps_with_resident(maps, PAGE_SIZE, vector, rows)
     except (ParseError, Undecidable):
         return None
 
 
 def read_smaps_mappings(
     pid: int, problems: list[Unreadable], proc: str = "/proc"
-) -> tuple[Optional[list[Mapping]], Optional[MappingsSource]]:
+) -> tuple[Optional[Sequence[Mapping]], Optional[MappingsSource]]:
     """The path for kernels before 6.7: smaps, or maps alone (no resident sizes)."""
     mappings = read_mappings(pid, problems, proc)
     if mappings is None:
@@ -181,10 +169,12 @@ def read_smaps_mappings(
 
 
 def read_resident_mappings(
-    pid: int, problems: list[Unreadable], proc: str = "/proc"
-) -> tuple[Optional[list[Mapping]], Optional[MappingsSource]]:
-    """Every mapping with its resident kB, and the path that gave them."""
-    scanned = read_scanned_mappings(pid, proc)
+    pid: int, problems: list[Unreadable], proc: str = "/proc", rows: bool = True
+) -> tuple[Optional[Sequence[Mapping]], Optional[MappingsSource]]:
+    """Every mapping with its resident kB, and the path that gave them; rows False
+    leaves a MappingTable's rows to be built when first asked for (the smaps
+    path builds them anyway)."""
+    scanned = read_scanned_mappings(pid, proc, rows)
     if scanned is not None:
         return scanned, "pagemap"
     return read_smaps_mappings(pid, problems, proc)

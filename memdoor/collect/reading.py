@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, TypeVar, Union
+from typing import Any, Callable, Literal, NamedTuple, TypeVar, Union
 
 from memdoor.process_text import from_os, note_escaped
 from memdoor.procfs.errors import ParseError
@@ -113,6 +114,40 @@ def read_link(path: str) -> Union[str, Unreadable]:
         return from_os(os.readlink(path))
     except OSError as exc:
         return unreadable_from_oserror(path, exc)
+
+
+class Links(NamedTuple):
+    """The symlinks of a directory that could be read, and why the others could not."""
+
+    targets: list[str]
+    failures: list[Unreadable]
+
+
+def read_links(directory: str, names: Iterable[str]) -> Union[Links, Unreadable]:
+    """The targets of the named symlinks in directory, each read relative to one
+    descriptor of it.
+
+    For /proc/PID/fd with thousands of entries: a readlink through the whole
+    path walks /proc and the pid's directory again for every fd, measured at
+    twice the kernel time. A target is the kernel's text, not yet made valid
+    text (memdoor.process_text.from_os does that for what is kept); a link
+    gone since the directory was listed is a failure that says vanished.
+    """
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        return unreadable_from_oserror(directory, exc)
+    readlink = os.readlink
+    links = Links([], [])
+    try:
+        for name in names:
+            try:
+                links.targets.append(readlink(name, dir_fd=descriptor))
+            except OSError as exc:
+                links.failures.append(unreadable_from_oserror(f"{directory}/{name}", exc))
+    finally:
+        os.close(descriptor)
+    return links
 
 
 def list_dir(path: str) -> Union[list[str], Unreadable]:

@@ -114,11 +114,6 @@ def parse_maps(data: bytes) -> list[Mapping]:
 _THREAD_STACK = re.compile(r"^\[stack:\d+\]$")
 
 
-def mapping_group(mapping: Mapping) -> tuple[str, str]:
-    """(kind, name) of the group a mapping belongs to."""
-    return path_group(mapping.path)
-
-
 def path_group(path: str) -> tuple[str, str]:
     """(kind, name) of the group of a mapping with this path (as records carry it)."""
     if not path:

@@ -186,12 +186,21 @@ def problem_section(problems: Iterable[Unreadable]) -> list[str]:
     ]
 
 
-def _text(lines: Iterable[str]) -> str:
+def printable_lines(lines: Iterable[str]) -> str:
+    """The lines, each made printable. printable escapes character by character,
+    so lines whose concatenation it leaves alone need none: one pass over
+    20,000 mapping rows instead of a call per row (a third of the report)."""
+    lines = list(lines)
+    whole = "".join(lines)
+    if printable(whole) == whole:
+        return "\n".join(lines)
     return "\n".join(printable(line) for line in lines)
 
 
 def below_threshold_report(epoch: float, pid: int, exe: str) -> str:
-    return _text([report_time(epoch), *basic_section(pid, exe), "", BELOW_THRESHOLD, "", ""])
+    return printable_lines(
+        [report_time(epoch), *basic_section(pid, exe), "", BELOW_THRESHOLD, "", ""]
+    )
 
 
 def full_report(snapshot: Snapshot, exe: str, sort_by_rss: bool = False) -> str:
@@ -211,4 +220,4 @@ def full_report(snapshot: Snapshot, exe: str, sort_by_rss: bool = False) -> str:
         blocks.append(connection_section(snapshot.connections))
     if snapshot.problems:
         blocks.append(problem_section(snapshot.problems))
-    return "\n\n".join(_text(block) for block in blocks) + "\n\n"
+    return "\n\n".join(printable_lines(block) for block in blocks) + "\n\n"

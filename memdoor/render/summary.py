@@ -15,37 +15,48 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 from memdoor.process_text import note_escaped
-from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.procfs.mapping_table import MappingTable
+from memdoor.procfs.maps import Mapping, path_group
 from memdoor.procfs.net import Socket
 from memdoor.render.snapshot_dict import connection_dict
 from memdoor.vocabulary import rfc3339
 
 
-def _group_totals(mappings: Iterable[Mapping]) -> tuple[dict[tuple[str, str], list[int]], bool]:
+def _columns(
+    mappings: Sequence[Mapping],
+) -> Iterable[tuple[str, int, int, Optional[int]]]:
+    """Each mapping's path, start, end and resident kB; from a MappingTable's
+    columns, without building its rows."""
+    if isinstance(mappings, MappingTable):
+        return zip(mappings.paths, mappings.starts, mappings.ends, mappings.rss_kb)
+    return ((m.path, m.start, m.end, m.rss_kb) for m in mappings)
+
+
+def _group_totals(
+    mappings: Sequence[Mapping],
+) -> tuple[dict[tuple[str, str], list[int]], bool]:
     """[count, size kB, resident kB] per group, and whether every resident size was known.
 
     Summed per path first and grouped once per distinct path: a process with
     20,000 mappings has a few hundred paths, and naming a mapping's group (a
     regex for thread stacks) once per mapping was most of the summary's cost.
     """
-    per_path: dict[str, tuple[Mapping, list[int]]] = {}
+    per_path: dict[str, list[int]] = {}
     known = True
-    for m in mappings:
-        rss = m.rss_kb
+    for path, start, end, rss in _columns(mappings):
         if rss is None:
             known = False
             rss = 0
-        found = per_path.get(m.path)
-        if found is None:
-            per_path[m.path] = (m, [1, (m.end - m.start) // 1024, rss])
+        totals = per_path.get(path)
+        if totals is None:
+            per_path[path] = [1, (end - start) // 1024, rss]
         else:
-            totals = found[1]
             totals[0] += 1
-            totals[1] += (m.end - m.start) // 1024
+            totals[1] += (end - start) // 1024
             totals[2] += rss
     groups: dict[tuple[str, str], list[int]] = {}
-    for first, (count, size, rss) in per_path.values():
-        entry = groups.setdefault(mapping_group(first), [0, 0, 0])
+    for path, (count, size, rss) in per_path.items():
+        entry = groups.setdefault(path_group(path), [0, 0, 0])
         entry[0] += count
         entry[1] += size
         entry[2] += rss

@@ -17,7 +17,8 @@ from typing import Any, Optional, Union
 from memdoor.collect.identity import ProcessIdentity
 from memdoor.config import ResolvedTarget
 from memdoor.oom.witness import KillWitness
-from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.procfs.mapping_table import mapping_paths
+from memdoor.procfs.maps import Mapping, path_group
 from memdoor.procfs.net import Socket
 from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.watch.context import Services
@@ -63,7 +64,7 @@ def mapping_signature(mappings: Optional[Sequence[Mapping]]) -> frozenset[tuple[
     Anonymous regions come and go with every malloc arena; their growth shows in
     RSS, which has its own trigger.
     """
-    return frozenset(mapping_group(m) for m in mappings or ())
+    return frozenset(map(path_group, set(mapping_paths(mappings or ()))))
 
 
 def connection_signature(connections: Optional[Sequence[Socket]]) -> frozenset[tuple[Any, ...]]:
@@ -100,7 +101,13 @@ class EvidenceKeeper:
             return TooSoon()
         started = time.monotonic()
         snapshot = await asyncio.to_thread(
-            take_snapshot, self.pid, self.target.sections, self.start_ticks, self.proc, self.cgroups
+            take_snapshot,
+            self.pid,
+            self.target.sections,
+            self.start_ticks,
+            self.proc,
+            self.cgroups,
+            self.target.detail == "full",
         )
         self._next_at = time.monotonic() + (time.monotonic() - started) / SNAPSHOT_DUTY
         if snapshot.identity is None:

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 INODES = {9966, *range(11432, 11443)}
 IPV6_INODES = {11434, 11435, 11436, 11437, 11439, 11442}
+TCP4_INODES = {9966, 11432, 11433, 11438}
 
 
 @pytest.fixture
@@ -70,6 +71,23 @@ def test_no_sockets_means_no_table_read(copied_tree: Path, monkeypatch: pytest.M
     assert problems == []
 
 
+def test_tables_after_the_last_socket_found_are_not_read(
+    copied_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process whose sockets are all IPv4 TCP pays for net/tcp alone."""
+    fd_dir = copied_tree / str(COMPLETE) / "fd"
+    for fd in os.listdir(fd_dir):
+        link = os.readlink(fd_dir / fd)
+        if link.startswith("socket:") and int(link[8:-1]) not in TCP4_INODES:
+            (fd_dir / fd).unlink()
+    tables = [f"{copied_tree}/{COMPLETE}/net/{t}" for t in ("tcp6", "udp", "udp6")]
+    deny(monkeypatch, *tables)
+    problems: list[Unreadable] = []
+    sockets = read_connections(COMPLETE, problems, str(copied_tree))
+    assert problems == []
+    assert sockets is not None and {s.inode for s in sockets} == TCP4_INODES
+
+
 def test_malformed_table_is_reported_and_the_others_kept(copied_tree: Path) -> None:
     tcp = copied_tree / str(COMPLETE) / "net" / "tcp"
     tcp.write_text(tcp.read_text() + "garbage\n")
@@ -77,7 +95,7 @@ def test_malformed_table_is_reported_and_the_others_kept(copied_tree: Path) -> N
     sockets = read_connections(COMPLETE, problems, str(copied_tree))
     assert [(p.what, p.reason) for p in problems] == [(str(tcp), "malformed")]
     assert sockets is not None
-    assert {s.inode for s in sockets} == INODES - {9966, 11432, 11433, 11438}
+    assert {s.inode for s in sockets} == INODES - TCP4_INODES
 
 
 def test_denied_table(monkeypatch: pytest.MonkeyPatch) -> None:

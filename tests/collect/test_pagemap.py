@@ -23,9 +23,12 @@ from memdoor.collect.pagemap import (
     scan_present,
 )
 from memdoor.collect.reading import Unreadable, read_bytes
-from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.procfs.mapping_table import MappingTable
+from memdoor.procfs.maps import Mapping, path_group
 from memdoor.procfs.pagemap import REGION, parse_page_regions
+from memdoor.render.summary import summarize_mappings
 from memdoor.snapshot import take_snapshot
+from memdoor.watch.evidence import mapping_signature
 from tests.collect.trees import COMPLETE, MODERN, TRUNCATED_SMAPS
 from tests.workload_fixture import SpawnWorkload
 
@@ -45,7 +48,7 @@ needs_pagemap_scan = pytest.mark.skipif(
 def by_group(mappings: Sequence[Mapping]) -> dict[tuple[str, str], int]:
     groups: dict[tuple[str, str], int] = {}
     for m in mappings:
-        groups[mapping_group(m)] = groups.get(mapping_group(m), 0) + (m.rss_kb or 0)
+        groups[path_group(m.path)] = groups.get(path_group(m.path), 0) + (m.rss_kb or 0)
     return groups
 
 
@@ -252,6 +255,21 @@ def test_a_snapshot_says_its_mappings_came_from_pagemap(spawn_workload: SpawnWor
     snapshot = take_snapshot(workload.pid, sections=["mappings"])
     assert snapshot.mappings_source == "pagemap" and snapshot.problems == []
     assert snapshot.mappings and all(m.rss_kb is not None for m in snapshot.mappings)
+
+
+@needs_pagemap_scan
+def test_a_summary_without_rows_is_the_summary_of_the_rows(spawn_workload: SpawnWorkload) -> None:
+    """Under detail "summary" the snapshot's mappings stay columns: the groups and the
+    change signature read from them are those of the rows built from the same text."""
+    workload = spawn_workload("--touch-mb", 16, "--mappings", 500)
+    snapshot = take_snapshot(workload.pid, sections=["mappings"], mapping_rows=False)
+    columns = snapshot.mappings
+    assert isinstance(columns, MappingTable) and len(columns) >= 500
+    summary, signature = summarize_mappings(columns, 10), mapping_signature(columns)
+    rows = columns.rows()
+    assert summarize_mappings(rows, 10) == summary
+    assert mapping_signature(rows) == signature
+    assert sum(columns.rss_kb) >= 16 * 1024
 
 
 def test_without_pagemap_smaps_gives_the_sizes_and_no_problem() -> None:

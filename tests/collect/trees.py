@@ -11,6 +11,7 @@ no IPv6 tables. See tests/fixtures/proc_text/README.md for how they were made.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -48,10 +49,25 @@ def deny(monkeypatch: pytest.MonkeyPatch, *denied_paths: str) -> None:
 
         return read
 
+    read_links = reading.read_links
+
+    def refusing_links(directory: str, names: Iterable[str]) -> object:
+        names = list(names)
+        if directory in denied_paths:
+            return Unreadable(directory, "denied", "Permission denied")
+        refused = [name for name in names if f"{directory}/{name}" in denied_paths]
+        links = read_links(directory, [name for name in names if name not in refused])
+        if isinstance(links, Unreadable):
+            return links
+        for name in refused:
+            links.failures.append(Unreadable(f"{directory}/{name}", "denied", "Permission denied"))
+        return links
+
     replacements = {getattr(reading, name): refusing(getattr(reading, name)) for name in _READERS}
+    replacements[read_links] = refusing_links
     for module_name, module in list(sys.modules.items()):
         if module_name == "memdoor" or module_name.startswith("memdoor."):
-            for name in _READERS:
+            for name in (*_READERS, "read_links"):
                 replacement = replacements.get(getattr(module, name, None))
                 if replacement is not None:
                     monkeypatch.setattr(module, name, replacement)

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memdoor.procfs.errors import ParseError
-from memdoor.procfs.net import Protocol, Socket, decode_address, parse_net_table, socket_inode
+from memdoor.procfs.net import Protocol, Socket, decode_address, parse_net_table, socket_inodes
+from memdoor.vocabulary import decimal
 from tests.procfs.recorded import damaged, fuzz, prefixes, recorded_text, value_or_parse_error
 
 # The kernel prints addresses as 32-bit words in host byte order; the recordings
@@ -117,7 +118,21 @@ def test_decode_address_malformed(hex_address: str) -> None:
     ],
 )
 def test_socket_inode(link: str, inode: Optional[int]) -> None:
-    assert socket_inode(link) == inode
+    assert socket_inodes([link]) == (set() if inode is None else {inode})
+
+
+@given(st.lists(st.one_of(st.text(), st.integers(0).map("socket:[{}]".format))))
+def test_socket_inodes_are_those_of_each_link_alone(links: list[str]) -> None:
+    """Links joined for one pattern read as each link read alone (a link never holds
+    a NUL, a path cannot)."""
+    links = [link for link in links if "\0" not in link]
+    expected = set()
+    for link in links:
+        if link.startswith("socket:[") and link.endswith("]"):
+            inode = decimal(link[8:-1])
+            if inode is not None:
+                expected.add(inode)
+    assert socket_inodes(links) == expected
 
 
 def test_header_only_and_empty() -> None:

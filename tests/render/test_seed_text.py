@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from typing import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memdoor.collect.memory import MemoryFigures
 from memdoor.collect.oom import OomScores
 from memdoor.collect.reading import Unreadable
+from memdoor.process_text import printable
 from memdoor.procfs.maps import Mapping
 from memdoor.procfs.net import Socket
 from memdoor.render.seed_text import (
@@ -31,6 +34,7 @@ from memdoor.render.seed_text import (
     mapping_line,
     mapping_section_by_rss,
     memory_section,
+    printable_lines,
     problem_section,
     report_time,
 )
@@ -315,3 +319,9 @@ def test_the_default_report_keeps_the_seeds_mapping_table(timezone: Callable[[st
     # Everything but the mapping table is the same text.
     assert by_rss.split("\n\n")[:3] == by_address.split("\n\n")[:3]
     assert by_rss.split("\n\n")[4:] == by_address.split("\n\n")[4:]
+
+
+@given(st.lists(st.text()))
+def test_a_block_is_its_lines_each_made_printable(lines: list[str]) -> None:
+    """The one-pass check over a block gives what printing each line alone gives."""
+    assert printable_lines(lines) == "\n".join(printable(line) for line in lines)

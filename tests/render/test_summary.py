@@ -7,7 +7,7 @@ from typing import Any, Optional
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memdoor.procfs.maps import Mapping, mapping_group
+from memdoor.procfs.maps import Mapping, path_group
 from memdoor.render.summary import MappingGroups, summarize_mappings
 from tests.procfs.recorded import fuzz
 
@@ -17,7 +17,7 @@ PATHS = ["", "[heap]", "[stack]", "[stack:12]", "[anon:arena]", "[vdso]", "/lib/
 def counted_one_by_one(mappings: list[Mapping]) -> dict[tuple[str, str], list[int]]:
     groups: dict[tuple[str, str], list[int]] = {}
     for m in mappings:
-        entry = groups.setdefault(mapping_group(m), [0, 0, 0])
+        entry = groups.setdefault(path_group(m.path), [0, 0, 0])
         entry[0] += 1
         entry[1] += m.size_kb
         entry[2] += m.rss_kb or 0
