@@ -195,11 +195,12 @@ def _children_of(pid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            stat = (entry / "stat").read_bytes()
         except OSError:
             continue
-        # The comm field is in parentheses and may contain spaces; ppid follows it.
-        fields = stat[stat.rindex(")") + 2 :].split()
+        # The comm field is in parentheses and may hold spaces, ")" and bytes that are not
+        # UTF-8 (another test's hostile process); ppid follows the last ")".
+        fields = stat[stat.rindex(b")") + 2 :].split()
         if int(fields[1]) == pid:
             children.append(int(entry.name))
     return children
