@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -251,6 +251,14 @@ class SystemdMachine(abc.ABC):
         result = self.run("systemctl", "show", f"--property={','.join(properties)}", unit)
         pairs = (line.partition("=") for line in result.stdout.splitlines() if line)
         return {key: value for key, _, value in pairs}
+
+    def stop_units(self, units: Iterable[str], timeout: float = 60.0) -> None:
+        """Disable and stop each unit, in order, and forget its failed state: the units a
+        test started, so that the next test on this shared machine finds it clean. A unit
+        that never started is no error."""
+        for unit in units:
+            self.run("systemctl", "disable", "--now", unit, check=False, timeout=timeout)
+            self.run("systemctl", "reset-failed", unit, check=False)
 
     def journal_entries(self, *match: str) -> list[dict[str, Any]]:
         """`journalctl MATCH... -o json --all`, parsed; --all because journalctl prints
