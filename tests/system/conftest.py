@@ -42,6 +42,4 @@ def stop_afterwards(container: Container) -> Iterator[list[str]]:
     state forgotten afterwards, so the module's shared container is clean for the next test."""
     units: list[str] = []
     yield units
-    for unit in units:
-        container.run("systemctl", "disable", "--now", unit, check=False)
-        container.run("systemctl", "reset-failed", unit, check=False)
+    container.stop_units(units)

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -40,10 +40,10 @@ BOOT_SCRIPT = Path(__file__).with_name("boot-container.sh")
 SYSTEMD = "/lib/systemd/systemd"
 REQUIRED_BINARIES = ("unshare", "nsenter", "pivot_root", "mount", "systemctl", "journalctl")
 
-# The environment of every command run inside: the PATH systemd gives services, and nothing
-# from the test process (pyenv shims, virtualenv variables) that would make a command behave
-# differently from how an operator's shell would.
-CONTAINER_ENV = {
+# The environment of every command run inside this container or the VM: the PATH systemd
+# gives services, and nothing from the test process (pyenv shims, virtualenv variables)
+# that would make a command behave differently from how an operator's shell would.
+MACHINE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root",
     "LANG": "C.UTF-8",
@@ -195,11 +195,12 @@ def _children_of(pid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            stat = (entry / "stat").read_bytes()
         except OSError:
             continue
-        # The comm field is in parentheses and may contain spaces; ppid follows it.
-        fields = stat[stat.rindex(")") + 2 :].split()
+        # The comm field is in parentheses and may hold spaces, ")" and bytes that are not
+        # UTF-8 (another test's hostile process); ppid follows the last ")".
+        fields = stat[stat.rindex(b")") + 2 :].split()
         if int(fields[1]) == pid:
             children.append(int(entry.name))
     return children
@@ -237,8 +238,28 @@ class SystemdMachine(abc.ABC):
         """Run a command inside as root; CommandFailed if `check` and it fails."""
 
     @abc.abstractmethod
+    def _feed(self, argv: list[str], payload: bytes) -> tuple[Optional[int], bytes, bytes]:
+        """Run a command inside as root with `payload` on its stdin, unchecked: its exit
+        status (None if it timed out), stdout and stderr."""
+
     def write_file(self, path: str, data: Union[str, bytes], mode: int = 0o644) -> None:
-        """Create or replace a file inside; missing parent directories are created."""
+        """Create or replace a file inside; missing parent directories are created.
+
+        Written by a shell inside rather than through /proc/PID1/root or a share: absolute
+        symlinks met on the way (/etc/systemd/system/*.wants, /lib -> usr/lib) would
+        resolve against the host's root, not the machine's.
+        """
+        payload = data.encode() if isinstance(data, str) else data
+        script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1" && chmod "$2" "$1"'
+        argv = ["sh", "-c", script, "sh", path, f"{mode:o}"]
+        returncode, out, err = self._feed(argv, payload)
+        if returncode != 0:
+            raise CommandFailed(
+                -1 if returncode is None else returncode,
+                argv,
+                out.decode(errors="replace"),
+                err.decode(errors="replace"),
+            )
 
     def copy_in(self, host_path: Union[str, os.PathLike[str]], path: str) -> None:
         """Copy one host file in, keeping its permission bits."""
@@ -250,6 +271,14 @@ class SystemdMachine(abc.ABC):
         result = self.run("systemctl", "show", f"--property={','.join(properties)}", unit)
         pairs = (line.partition("=") for line in result.stdout.splitlines() if line)
         return {key: value for key, _, value in pairs}
+
+    def stop_units(self, units: Iterable[str], timeout: float = 60.0) -> None:
+        """Disable and stop each unit, in order, and forget its failed state: the units a
+        test started, so that the next test on this shared machine finds it clean. A unit
+        that never started is no error."""
+        for unit in units:
+            self.run("systemctl", "disable", "--now", unit, check=False, timeout=timeout)
+            self.run("systemctl", "reset-failed", unit, check=False)
 
     def journal_entries(self, *match: str) -> list[dict[str, Any]]:
         """`journalctl MATCH... -o json --all`, parsed; --all because journalctl prints
@@ -318,7 +347,7 @@ class Container(SystemdMachine):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=CONTAINER_ENV,
+                env=MACHINE_ENV,
             )
         self._pid1 = poll_until(self._find_systemd, BOOT_TIMEOUT, "systemd to start as PID 1")
 
@@ -373,27 +402,18 @@ class Container(SystemdMachine):
             text=True,
             errors="replace",
             timeout=timeout,
-            env={**CONTAINER_ENV, **(env or {})},
+            env={**MACHINE_ENV, **(env or {})},
             check=False,
         )
         if check and result.returncode != 0:
             raise CommandFailed(result.returncode, argv, result.stdout, result.stderr)
         return result
 
-    def write_file(self, path: str, data: Union[str, bytes], mode: int = 0o644) -> None:
-        """Create or replace a file inside; missing parent directories are created.
-
-        Written from inside rather than through /proc/PID1/root: absolute symlinks met on the
-        way (/etc/systemd/system/*.wants, /lib -> usr/lib) would resolve against the host.
-        """
-        payload = data.encode() if isinstance(data, str) else data
-        script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1" && chmod "$2" "$1"'
-        argv = ("sh", "-c", script, "sh", path, f"{mode:o}")
+    def _feed(self, argv: list[str], payload: bytes) -> tuple[Optional[int], bytes, bytes]:
         result = subprocess.run(
-            self._nsenter(argv), input=payload, capture_output=True, env=CONTAINER_ENV
+            self._nsenter(tuple(argv)), input=payload, capture_output=True, env=MACHINE_ENV
         )
-        if result.returncode != 0:
-            raise CommandFailed(result.returncode, argv, result.stdout, result.stderr)
+        return result.returncode, result.stdout, result.stderr
 
     def stop(self) -> None:
         """Halt systemd, then remove what outlives the namespaces. Safe to call twice."""

@@ -35,6 +35,4 @@ def stop_afterwards(vm: VirtualMachine) -> Iterator[list[str]]:
     state forgotten afterwards."""
     units: list[str] = []
     yield units
-    for unit in units:
-        vm.run("systemctl", "disable", "--now", unit, check=False, timeout=120)
-        vm.run("systemctl", "reset-failed", unit, check=False)
+    vm.stop_units(units, timeout=120)

@@ -33,9 +33,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
-from tests.system.container import CommandFailed, SystemdMachine, poll_until
+from tests.system.container import MACHINE_ENV, CommandFailed, SystemdMachine, poll_until
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]
@@ -57,16 +57,6 @@ BOOT_TIMEOUT = 300.0
 # The most a session may keep QEMU alive: if this process dies without its teardown,
 # `timeout` still ends QEMU.
 SESSION_LIMIT_S = 40 * 60
-
-# What the agent runs commands with: the PATH systemd gives services, and nothing of
-# the test process's environment.
-GUEST_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": "/root",
-    "LANG": "C.UTF-8",
-    "TERM": "dumb",
-    "SYSTEMD_COLORS": "0",
-}
 
 # What pip wheel/install.sh must leave out of the copy of the checkout.
 _NOT_SHARED = shutil.ignore_patterns(
@@ -218,7 +208,7 @@ class VirtualMachine(SystemdMachine):
         is lost, so it is repeated until one is answered."""
         self._exited()
         with contextlib.suppress(TimeoutError):
-            self._call(["true"], None, GUEST_ENV, timeout=2.0, wait=3.0)
+            self._call(["true"], None, MACHINE_ENV, timeout=2.0, wait=3.0)
             return True
         return None
 
@@ -288,7 +278,7 @@ class VirtualMachine(SystemdMachine):
         """Run a command in the guest as root (in the agent's unit)."""
         payload = None if input is None else input.encode()
         returncode, out, err = self._call(
-            list(argv), payload, {**GUEST_ENV, **(env or {})}, timeout
+            list(argv), payload, {**MACHINE_ENV, **(env or {})}, timeout
         )
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         if returncode is None:
@@ -297,13 +287,8 @@ class VirtualMachine(SystemdMachine):
             raise CommandFailed(returncode, argv, stdout, stderr)
         return subprocess.CompletedProcess(list(argv), returncode, stdout, stderr)
 
-    def write_file(self, path: str, data: Union[str, bytes], mode: int = 0o644) -> None:
-        payload = data.encode() if isinstance(data, str) else data
-        script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1" && chmod "$2" "$1"'
-        argv = ["sh", "-c", script, "sh", path, f"{mode:o}"]
-        returncode, out, err = self._call(argv, payload, GUEST_ENV, 60.0)
-        if returncode != 0:
-            raise CommandFailed(returncode or -1, argv, out.decode(), err.decode())
+    def _feed(self, argv: list[str], payload: bytes) -> tuple[Optional[int], bytes, bytes]:
+        return self._call(argv, payload, MACHINE_ENV, 60.0)
 
     def install_memdoor(self) -> str:
         """packaging/install.sh from the shared checkout, pip reading only the
@@ -331,7 +316,7 @@ class VirtualMachine(SystemdMachine):
         if self._agent is not None and qemu.poll() is None:
             # No reply is awaited: the agent dies with the guest.
             request = {"id": 0, "argv": ["systemctl", "poweroff"], "input": None,
-                       "env": GUEST_ENV, "timeout": 60}  # fmt: skip
+                       "env": MACHINE_ENV, "timeout": 60}  # fmt: skip
             with contextlib.suppress(OSError):
                 self._agent.sendall(json.dumps(request).encode() + b"\n")
             with contextlib.suppress(subprocess.TimeoutExpired):

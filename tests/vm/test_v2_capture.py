@@ -38,9 +38,7 @@ def memdoor_instance(installed_vm: VirtualMachine) -> Iterator[list[str]]:
     """The units a test starts, stopped and forgotten afterwards, memdoor's last."""
     units: list[str] = []
     yield units
-    for unit in reversed(units):
-        installed_vm.run("systemctl", "disable", "--now", unit, check=False, timeout=120)
-        installed_vm.run("systemctl", "reset-failed", unit, check=False)
+    installed_vm.stop_units(reversed(units), timeout=120)
 
 
 def test_without_the_kernel_log_every_kill_is_oom_killed_by_the_cgroup_counter(

@@ -57,9 +57,7 @@ def units(installed_vm: VirtualMachine) -> Iterator[list[str]]:
     """Units a test starts, stopped and forgotten afterwards, in reverse order."""
     started: list[str] = []
     yield started
-    for unit in reversed(started):
-        installed_vm.run("systemctl", "disable", "--now", unit, check=False, timeout=120)
-        installed_vm.run("systemctl", "reset-failed", unit, check=False)
+    installed_vm.stop_units(reversed(started), timeout=120)
 
 
 def start_memdoor(vm: VirtualMachine, units: list[str], name: str, target: str) -> str:
