@@ -5,20 +5,23 @@ systemd on units with OOMPolicy=kill) the OOM killer kills a whole cgroup at
 once. Each watched victim still gets its own oom_killed record from its own
 watcher; the operator's question is "what went down together", so the daemon
 writes one oom_group_killed record per group kill once its victims' verdicts
-are in. The verdicts of one group come within a few milliseconds of each
-other, each after the group's lines settled (memdoor.oom.witness), so a
-victim that comes GATHER_SECONDS after the previous one starts a new record.
+are in. The record waits until neither a victim's verdict nor a line of the
+group kill came for GATHER_SECONDS (lines can trail by seconds behind a slow
+console), at most GATHER_LIMIT_SECONDS after the first victim; it lists the
+pids the kernel log named by then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from memdoor.oom.kernel_log import GroupKill
 
-GATHER_SECONDS = 1.0
+GATHER_SECONDS = 2.0
+GATHER_LIMIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class GroupVictim:
 class GatheredGroupKill:
     group: GroupKill
     victims: list[GroupVictim] = field(default_factory=list)
+    # time.monotonic() of the first victim and of the latest one.
+    first: float = field(default_factory=time.monotonic)
+    latest: float = field(default_factory=time.monotonic)
 
 
 Emit = Callable[[GatheredGroupKill], None]
@@ -57,9 +63,25 @@ class GroupKills:
         else:
             gathered = pending[0]
             pending[1].cancel()
-        gathered.victims.append(victim)
-        timer = asyncio.get_running_loop().call_later(self.gather_seconds, self._done, key)
+        if victim.pid not in {v.pid for v in gathered.victims}:
+            gathered.victims.append(victim)
+        gathered.latest = time.monotonic()
+        self._arm(key, gathered, self.gather_seconds)
+
+    def _arm(self, key: tuple[str, int], gathered: GatheredGroupKill, delay: float) -> None:
+        timer = asyncio.get_running_loop().call_later(delay, self._due, key)
         self._pending[key] = (gathered, timer)
+
+    def _due(self, key: tuple[str, int]) -> None:
+        """Written once quiet: no victim and no line of the group for gather_seconds."""
+        gathered = self._pending[key][0]
+        now = time.monotonic()
+        quiet_since = max(gathered.latest, gathered.group.newest_read)
+        left = quiet_since + self.gather_seconds - now
+        if left > 0 and now - gathered.first < GATHER_LIMIT_SECONDS:
+            self._arm(key, gathered, left)
+            return
+        self._done(key)
 
     def _done(self, key: tuple[str, int]) -> None:
         gathered, _timer = self._pending.pop(key)

@@ -47,9 +47,14 @@ _GROUP = re.compile(
 )
 # The lines of one group kill are printed within this of the announcement.
 GROUP_WINDOW_USEC = 1_000_000
-# A group kill's lines are taken to be all in when none came for this long: the
-# kernel prints them in one call, milliseconds apart even on a slow console.
-GROUP_QUIET_USEC = 300_000
+# A group kill's lines are taken to be all in when none came for this long. The
+# kernel prints them in one call, but the thread printing them also writes the
+# OOM report before them to the console: on a serial console (a VM, a server's
+# IPMI console at 115200 baud) the next victim's line can come a second later.
+GROUP_QUIET_USEC = 1_000_000
+# A process whose own line never came is placed in a group kill of its cgroup
+# announced this recently.
+GROUP_RECENT_USEC = 10_000_000
 
 
 @dataclasses.dataclass
@@ -61,6 +66,8 @@ class GroupKill:
     pids: list[int] = dataclasses.field(default_factory=list)
     # The kernel's time of the newest line that joined it.
     newest_usec: int = 0
+    # time.monotonic() when memdoor read that line (or the announcement).
+    newest_read: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def parse_group_kill(record: KmsgRecord) -> Optional[GroupKill]:
@@ -199,7 +206,17 @@ class KernelLog:
         if report.pid not in group.pids:
             group.pids.append(report.pid)
         group.newest_usec = max(group.newest_usec, report.usec_since_boot)
+        group.newest_read = time.monotonic()
         self.groups[report.pid] = group
+
+    def group_in(self, cgroup_path: str) -> Optional[GroupKill]:
+        """The newest group kill of this cgroup announced lately: for a process the
+        counter says was killed but whose own line has not come."""
+        self.drain()
+        group = self._group
+        if group is None or monotonic_usec() - group.usec_since_boot > GROUP_RECENT_USEC:
+            return None
+        return group if same_cgroup(group.cgroup, cgroup_path) else None
 
     def group_settled(self, group: GroupKill) -> bool:
         """Whether every line of a group kill is in: none came for GROUP_QUIET_USEC."""

@@ -159,8 +159,13 @@ class KillWitness:
     def verdict(self) -> Optional[Kill]:
         """After gone(): its OOM kill (by the kernel or systemd-oomd) with every source
         that told, or None."""
-        report, rise = self.report(), self._rise
-        group = None if report is None else self._kernel_log.groups.get(report.pid)
+        report, rise, cgroup = self.report(), self._rise, self.cgroup
+        if report is not None:
+            group = self._kernel_log.groups.get(report.pid)
+        elif rise is not None and rise.rose and cgroup is not None:
+            group = self._kernel_log.group_in(cgroup.path)
+        else:
+            group = None
         if rise is None:
             kill = Kill(report, oomd=self._oomd_kill, group=group)
         else:

@@ -239,3 +239,53 @@ def test_the_group_record_lists_every_process_and_stays_bounded() -> None:
     assert one["group"]["watched"] == [{"target": "app\x1b[2J", "pid": 812, "name": "perl"}]
     assert "3 process(es) together, 1 watched" in one["message"]
     assert one["owner"]["unit"] == "grouped.service"
+
+
+class CgroupOf:
+    """The witness's view of the process's cgroup: only its path matters here."""
+
+    path = CGROUP
+
+
+def test_a_victim_whose_line_never_came_is_placed_in_its_cgroups_group_kill(processes) -> None:
+    first, second = sleeper(processes), sleeper(processes)
+    log, reader = kernel_log_fed()
+    reader.feed(killed_line(1, first.pid))
+    reader.feed(announcement(2))
+    witness = witness_of(second, log)
+    witness.counters = RisenCounter()  # type: ignore[assignment]
+    witness.cgroup = CgroupOf()  # type: ignore[assignment]
+    witness.gone()
+    asyncio.run(witness.settle())
+    kill = witness.verdict()
+    assert kill is not None and kill.report is None
+    assert kill.group is not None and kill.group.cgroup == CGROUP
+    assert kill.group.pids == [first.pid]
+    elsewhere = witness_of(second, log)
+    elsewhere.counters = RisenCounter()  # type: ignore[assignment]
+    elsewhere.cgroup = type("Other", (), {"path": "/system.slice/other.service"})()  # type: ignore[assignment]
+    elsewhere.gone()
+    kill = elsewhere.verdict()
+    assert kill is not None and kill.group is None
+
+
+def test_the_group_record_waits_while_the_groups_lines_keep_coming() -> None:
+    group = GroupKill(CGROUP, monotonic_usec(), [811])
+    gathered: list[GatheredGroupKill] = []
+
+    async def scenario() -> list[int]:
+        kills = GroupKills(gather_seconds=0.3)
+        kills.emit = gathered.append
+        kills.victim(group, GroupVictim("app", 811, "perl"))
+        seen = []
+        for pid in (812, 813):  # a line of the group every 0.2 s
+            await asyncio.sleep(0.2)
+            group.pids.append(pid)
+            group.newest_read = time.monotonic()
+            seen.append(len(gathered))
+        await asyncio.sleep(0.5)
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 0]
+    [record] = gathered
+    assert record.group.pids == [811, 812, 813]

@@ -5,7 +5,7 @@
   be `oom_killed` with `kill.killer` "systemd-oomd", told by the xattrs oomd sets, and
   oomd's reason read from its log by memdoor's journalctl under the hardened unit;
 - the kernel killing a unit's whole cgroup (`memory.oom.group = 1`, which systemd sets for
-  `OOMPolicy=kill`): both watched processes' `oom_killed` list both pids, and one
+  `OOMPolicy=kill`): both watched processes' `oom_killed` name the group, and one
   `oom_group_killed` record lists both.
 """
 
@@ -146,7 +146,12 @@ def test_a_group_kill_lists_every_process_killed_together(
     assert group_setting == "1", group_setting
     assert [r["event"] for r in found] == ["oom_killed", "oom_killed"], summary
     pids = sorted(r["pid"] for r in found)
-    assert [sorted(r["kill"]["group_pids"] or []) for r in found] == [pids, pids], summary
+    # Each verdict lists the group's pids the kernel log had by then (the kernel prints
+    # a victim's line after flushing the OOM report to the console, which is slow under
+    # emulation); the group record below, written once the lines stopped, has them all.
+    for record in found:
+        assert record["kill"]["group_pids"], summary
+        assert set(record["kill"]["group_pids"]) <= set(pids), summary
     assert {r["kill"]["group_cgroup"] for r in found} == {"/system.slice/grouped.service"}
     match = (f"_SYSTEMD_UNIT={memdoor}", "MEMDOOR_EVENT=oom_group_killed")
     group = wait_for_record(vm, match, lambda r: True, "the group record")["group"]
