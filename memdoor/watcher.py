@@ -17,7 +17,8 @@ from typing import Optional
 
 from memdoor.collect.cgroup import memory_cgroup_of
 from memdoor.collect.identity import ProcessIdentity, where_to_read
-from memdoor.collect.liveness import Liveness, Verdict, check_process
+from memdoor.collect.kept_process import KeptProcess
+from memdoor.collect.liveness import Liveness, Verdict
 from memdoor.collect.owner import read_ownership
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
@@ -48,7 +49,8 @@ class ProcessWatcher:
             identity, services.kernel_log, services.neighbour_kills, services.oomd
         )
         self.tracker: Optional[LimitTracker] = None
-        self.meter = ThresholdMeter(state.target, self.pid, services.mem_total)
+        self.files = KeptProcess(self.pid, services.proc)
+        self.meter = ThresholdMeter(state.target, self.files, services.mem_total)
         self.evidence = EvidenceKeeper(state.target, identity, self.witness, services)
         self.growth = GrowthRing()
         # Through a lambda: a test may replace wake on the instance.
@@ -112,6 +114,9 @@ class ProcessWatcher:
             self.state.above.discard(self.pid)
             self.wakeups.cancel()
             self.witness.close()
+            self.files.close()
+            if self.tracker is not None:
+                self.tracker.close()
 
     async def _sleep(self, delay: float) -> None:
         """Wait for the delay or a wake-up: one future and one timer, the cheapest
@@ -132,8 +137,8 @@ class ProcessWatcher:
     async def tick(self) -> float:
         """One poll; returns how long to wait before the next."""
         watermark = self.witness.watermark()
-        identity, proc = self.identity, self.state.services.proc
-        liveness = check_process(self.pid, identity.exe, identity.start_ticks, proc)
+        identity = self.identity
+        liveness = self.files.check(identity.exe, identity.start_ticks)
         if liveness.task is None:
             self._ended(liveness)
             return 0.0
