@@ -24,26 +24,48 @@ from memdoor.collect.reading import Unreadable, parse_bytes
 from memdoor.procfs.stat import parse_stat
 from memdoor.procfs.statm import parse_statm_resident_pages
 
+# Fields after comm that decide a verdict, as indices of stat(5) fields minus 3: state,
+# flags, starttime, startcode, endcode, startstack, signal. A new program (execve) maps a
+# new address space, so startcode, endcode and startstack change with it.
+_VERDICT_FIELDS = (0, 6, 19, 23, 24, 25, 28)
+_SPLIT = _VERDICT_FIELDS[-1] + 1
+
 
 class KeptProcess:
-    __slots__ = ("_stat", "_statm", "pid", "proc")
+    __slots__ = ("_same", "_stat", "_statm", "pid", "proc")
 
     def __init__(self, pid: int, proc: str = "/proc") -> None:
         self.pid = pid
         self.proc = proc
         self._stat = KeptFile(f"{proc}/{pid}/stat")
         self._statm = KeptFile(f"{proc}/{pid}/statm")
+        # The last SAME verdict of a running leader, and the stat fields it rested on.
+        self._same: Optional[tuple[tuple[bytes, ...], Liveness]] = None
 
     def check(self, wanted_exe: Optional[str], start_ticks: Optional[int]) -> Liveness:
-        """check_process, through the kept stat."""
+        """check_process, through the kept stat.
+
+        While the descriptor reads the process, nothing but the fields in
+        _VERDICT_FIELDS and comm can change the verdict: when none moved since the
+        last tick said SAME, that verdict stands without parsing stat or reading exe.
+        """
         data = self._stat.read()
         if isinstance(data, Unreadable):
+            self._same = None
             if data.reason == "vanished":
                 self.close()
                 return check_process(self.pid, wanted_exe, start_ticks, self.proc)
             return judge_process(self.pid, data, wanted_exe, start_ticks, self.proc)
+        key = _verdict_key(data)
+        same = self._same
+        if same is not None and same[0] == key:
+            return same[1]
         stat = parse_bytes(self._stat.path, data, parse_stat)
-        return judge_process(self.pid, stat, wanted_exe, start_ticks, self.proc)
+        liveness = judge_process(self.pid, stat, wanted_exe, start_ticks, self.proc)
+        task = liveness.task
+        leader_runs = task is not None and task.tid == self.pid
+        self._same = (key, liveness) if leader_runs and key else None
+        return liveness
 
     def rss_kb(self, task: ProcessTask) -> Union[int, Unreadable]:
         """read_rss_kb where check() found the process."""
@@ -58,3 +80,12 @@ class KeptProcess:
     def close(self) -> None:
         self._stat.close()
         self._statm.close()
+
+
+def _verdict_key(data: bytes) -> tuple[bytes, ...]:
+    """comm and the verdict's fields; empty when the line is cut short (never matches)."""
+    close = data.rfind(b")")
+    fields = data[close + 2 :].split(b" ", _SPLIT)
+    if close < 0 or len(fields) <= _SPLIT:
+        return ()
+    return (data[:close], *[fields[index] for index in _VERDICT_FIELDS])
