@@ -29,6 +29,8 @@ from memdoor.procfs.statm import parse_statm_resident_pages
 # new address space, so startcode, endcode and startstack change with it.
 _VERDICT_FIELDS = (0, 6, 19, 23, 24, 25, 28)
 _SPLIT = _VERDICT_FIELDS[-1] + 1
+# What a SAME verdict was asked (the exe wanted, the start time) and the fields it rested on.
+_SameKey = tuple[Optional[str], Optional[int], tuple[bytes, ...]]
 
 
 class KeptProcess:
@@ -40,7 +42,7 @@ class KeptProcess:
         self._stat = KeptFile(f"{proc}/{pid}/stat")
         self._statm = KeptFile(f"{proc}/{pid}/statm")
         # The last SAME verdict of a running leader, and the stat fields it rested on.
-        self._same: Optional[tuple[tuple[bytes, ...], Liveness]] = None
+        self._same: Optional[tuple[_SameKey, Liveness]] = None
 
     def check(self, wanted_exe: Optional[str], start_ticks: Optional[int]) -> Liveness:
         """check_process, through the kept stat.
@@ -56,7 +58,7 @@ class KeptProcess:
                 self.close()
                 return check_process(self.pid, wanted_exe, start_ticks, self.proc)
             return judge_process(self.pid, data, wanted_exe, start_ticks, self.proc)
-        key = _verdict_key(data)
+        key = (wanted_exe, start_ticks, _verdict_key(data))
         same = self._same
         if same is not None and same[0] == key:
             return same[1]
@@ -64,7 +66,7 @@ class KeptProcess:
         liveness = judge_process(self.pid, stat, wanted_exe, start_ticks, self.proc)
         task = liveness.task
         leader_runs = task is not None and task.tid == self.pid
-        self._same = (key, liveness) if leader_runs and key else None
+        self._same = (key, liveness) if leader_runs and key[2] else None
         return liveness
 
     def rss_kb(self, task: ProcessTask) -> Union[int, Unreadable]:
