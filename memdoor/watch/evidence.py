@@ -74,6 +74,19 @@ def connection_signature(connections: Optional[Sequence[Socket]]) -> frozenset[t
 
 
 class EvidenceKeeper:
+    __slots__ = (
+        "_kept_kb",
+        "_next_at",
+        "cgroups",
+        "last",
+        "last_full",
+        "pid",
+        "proc",
+        "start_ticks",
+        "target",
+        "witness",
+    )
+
     def __init__(
         self,
         target: ResolvedTarget,

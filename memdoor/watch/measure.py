@@ -75,6 +75,8 @@ class Measure(NamedTuple):
 class LimitTracker:
     """The process's memory cgroup, the cgroup whose limit applies, and its OOM count."""
 
+    __slots__ = ("_usage", "limit", "limit_bytes", "oom_kills", "place", "refreshed")
+
     def __init__(self, place: MemoryCgroup) -> None:
         self.place = place
         self.limit: Optional[MemoryCgroup] = None
@@ -148,6 +150,8 @@ class LimitTracker:
 
 
 class ThresholdMeter:
+    __slots__ = ("_fallback_told", "files", "mem_total", "pid", "target", "tracker")
+
     def __init__(
         self,
         target: ResolvedTarget,
