@@ -82,6 +82,11 @@ class KeptFile:
                     return None
         return None
 
+    @property
+    def opened(self) -> bool:
+        """Whether a descriptor is held: a read that fails then failed on it."""
+        return self._fd is not None
+
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None

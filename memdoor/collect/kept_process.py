@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 from memdoor.collect.identity import ProcessTask
 from memdoor.collect.kept import KeptFile
-from memdoor.collect.liveness import Liveness, check_process, judge_process
+from memdoor.collect.liveness import Liveness, Verdict, check_process, judge_process
 from memdoor.collect.memory import PAGE_KB, read_rss_kb
 from memdoor.collect.reading import Unreadable, parse_bytes
 from memdoor.procfs.stat import parse_stat
@@ -51,13 +51,20 @@ class KeptProcess:
         _VERDICT_FIELDS and comm can change the verdict: when none moved since the
         last tick said SAME, that verdict stands without parsing stat or reading exe.
         """
+        bound = self._stat.opened
         data = self._stat.read()
         if isinstance(data, Unreadable):
             self._same = None
-            if data.reason == "vanished":
-                self.close()
-                return check_process(self.pid, wanted_exe, start_ticks, self.proc)
-            return judge_process(self.pid, data, wanted_exe, start_ticks, self.proc)
+            if data.reason != "vanished":
+                return judge_process(self.pid, data, wanted_exe, start_ticks, self.proc)
+            self.close()
+            liveness = check_process(self.pid, wanted_exe, start_ticks, self.proc)
+            if bound and liveness.verdict is Verdict.SAME:
+                # The descriptor's process is gone for certain: the one at the pid now
+                # started in the same clock tick, which start times cannot tell apart.
+                detail = f"pid {self.pid} was reused by a process started in the same tick"
+                return Liveness(Verdict.REUSED, liveness.stat, detail)
+            return liveness
         key = (wanted_exe, start_ticks, _verdict_key(data))
         same = self._same
         if same is not None and same[0] == key:

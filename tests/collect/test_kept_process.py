@@ -80,7 +80,8 @@ def test_a_kept_stat_fails_once_its_process_is_gone_and_the_verdict_is_exited() 
 
 def test_a_reused_pid_is_never_read_through_the_old_processes_descriptor() -> None:
     """The pid of a reaped process handed to a new one: the old descriptor fails (ESRCH),
-    and the verdict says the pid was reused, as check_process does."""
+    and the verdict says the pid was reused, even when the new process started in the
+    same clock tick (often so here), where start times alone cannot tell them apart."""
     if not os.access(NS_LAST_PID, os.W_OK):
         pytest.skip("choosing the next pid needs a writable /proc/sys/kernel/ns_last_pid")
     for _attempt in range(20):
@@ -97,7 +98,6 @@ def test_a_reused_pid_is_never_read_through_the_old_processes_descriptor() -> No
                 continue  # another process took the pid first on this busy host
             liveness = kept.check(None, started)
             assert liveness.verdict is Verdict.REUSED, liveness
-            assert start_ticks(pid) != started
             kept.close()
             return
     pytest.skip("another process took the chosen pid every time")
