@@ -26,7 +26,7 @@ from memdoor.emitter import ProcessRecords
 from memdoor.oom.witness import KillWitness
 from memdoor.render.owner import owner_dict
 from memdoor.watch.context import TargetState
-from memdoor.watch.evidence import EvidenceKeeper, PidReused, Taken
+from memdoor.watch.evidence import KEEP_NEAR_RATIO, EvidenceKeeper, PidReused, Taken
 from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
 from memdoor.watch.wakeups import Wakeups
@@ -159,7 +159,7 @@ class ProcessWatcher:
                 self.state.above.discard(self.pid)
                 self.records.back_below(measure.message, measure.percent, measure.base)
             if self.evidence.stale(ratio, measure.kb):
-                await self._snapshot(measure.kb)
+                await self._snapshot(measure.kb, pack=ratio < KEEP_NEAR_RATIO)
         return self.next_delay(ratio)
 
     def next_delay(self, ratio: float) -> float:
@@ -171,8 +171,11 @@ class ProcessWatcher:
             return interval * (2 - 2 * ratio)
         return floor + (interval - floor) * (1 - ratio) * 2
 
-    async def _snapshot(self, measured_kb: int, force: bool = False) -> Optional[Taken]:
-        outcome = await self.evidence.take(measured_kb, force)
+    async def _snapshot(
+        self, measured_kb: int, force: bool = False, pack: bool = False
+    ) -> Optional[Taken]:
+        """pack: far below the threshold, where records seldom read the kept snapshot."""
+        outcome = await self.evidence.take(measured_kb, force, pack)
         if isinstance(outcome, PidReused):
             self._ended(Liveness(Verdict.REUSED, None, outcome.detail))
         if not isinstance(outcome, Taken):

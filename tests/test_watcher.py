@@ -415,11 +415,11 @@ def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workloa
     state = make_state(workload.pid, threshold=99)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
     asyncio.run(watcher.tick())
-    kept = watcher.evidence.last
+    kept = watcher.evidence.kept
     assert kept is not None
     plant_kill(state, workload.pid)
     asyncio.run(watcher._snapshot(0, force=True))
-    assert watcher.evidence.last is kept
+    assert watcher.evidence.kept is kept
 
 
 def test_in_a_container_a_siblings_earlier_kill_is_not_pinned_on_a_normal_exit(
