@@ -12,7 +12,6 @@ killer took it.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Optional
 
@@ -30,27 +29,14 @@ from memdoor.watch.context import TargetState
 from memdoor.watch.evidence import KEEP_NEAR_RATIO, EvidenceKeeper, PidReused, Taken
 from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
+from memdoor.watch.wake_grid import wake_grid
 from memdoor.watch.wakeups import Wakeups
-
-# A wait of at least COALESCE_FROM seconds ends on the next multiple of COALESCE_GRID
-# of the loop's clock: a thousand targets far below their thresholds then wake the
-# event loop about twenty times a second, not five hundred, and no tick is more than
-# 5% late. Shorter waits, near a threshold, end when asked.
-COALESCE_GRID = 0.05
-COALESCE_FROM = 1.0
 
 GONE_REASONS = {
     Verdict.EXITED: "exited",
     Verdict.EXE_MISMATCH: "exe_mismatch",
     Verdict.REUSED: "pid_reused",
 }
-
-
-def wake_time(now: float, delay: float) -> float:
-    """When a sleep of delay from now ends (on the loop's clock)."""
-    if delay < COALESCE_FROM:
-        return now + delay
-    return math.ceil((now + delay) / COALESCE_GRID) * COALESCE_GRID
 
 
 class ProcessWatcher:
@@ -134,15 +120,15 @@ class ProcessWatcher:
                 self.tracker.close()
 
     async def _sleep(self, delay: float) -> None:
-        """Wait for the delay or a wake-up: one future and one timer, the cheapest
-        wait asyncio offers (this runs for every tick of every process), and a
-        cancellation is never swallowed by a wake-up racing with it."""
+        """Wait for the delay or a wake-up: one future and a place in a timer shared
+        with the watchers that wake at the same time (memdoor.watch.wake_grid; this
+        runs for every tick of every process), and a cancellation is never swallowed
+        by a wake-up racing with it."""
         if self._woken:
             self._woken = False
             return
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
-        timer = loop.call_at(wake_time(loop.time(), delay), self.wake)
+        self._waiter = asyncio.get_running_loop().create_future()
+        timer = wake_grid().call_later(delay, self.wake)
         try:
             await self._waiter
         finally:

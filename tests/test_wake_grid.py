@@ -1,4 +1,4 @@
-"""When a watcher's sleep ends: long waits share the event loop's wake-ups, short ones do not."""
+"""When a watcher's sleep ends: long waits share the event loop's timers, short ones do not."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memdoor.watcher import COALESCE_FROM, COALESCE_GRID, ProcessWatcher, wake_time
+from memdoor.watch.wake_grid import COALESCE_FROM, COALESCE_GRID, wake_grid, wake_time
+from memdoor.watcher import ProcessWatcher
 from tests.test_watcher import identity_of, make_state
 
 # The loop's clock (time.monotonic) counts from boot: up to about a year of it.
@@ -63,3 +64,27 @@ def test_watchers_far_below_their_thresholds_wake_together(spawn_workload) -> No
 
     asyncio.run(scenario())
     assert len(woken) == 2 and abs(woken[0] - woken[1]) < COALESCE_GRID / 10
+
+
+def test_a_cancelled_sleep_is_not_woken_and_a_failing_wake_up_wakes_the_rest() -> None:
+    called: list[str] = []
+    errors: list[dict[str, object]] = []
+
+    def failing() -> None:
+        called.append("failing")
+        raise RuntimeError("boom")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        grid = wake_grid()
+        assert wake_grid() is grid
+        grid.call_later(1.0, failing)
+        grid.call_later(1.0, lambda: called.append("woken"))
+        grid.call_later(1.0, lambda: called.append("cancelled")).cancel()
+        grid.call_later(0.01, lambda: called.append("short"))
+        await asyncio.sleep(1.0 + 2 * COALESCE_GRID)
+
+    asyncio.run(scenario())
+    assert called == ["short", "failing", "woken"]
+    assert [type(e["exception"]) for e in errors] == [RuntimeError]
