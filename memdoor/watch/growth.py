@@ -88,7 +88,10 @@ class GrowthRing:
 
     def add(self, base: MeasuredBase, at: float, kb: int) -> None:
         """One tick's figure; at is time.monotonic()."""
-        self._rings.setdefault(base, _Ring()).add(at, kb)
+        ring = self._rings.get(base)
+        if ring is None:
+            ring = self._rings[base] = _Ring()
+        ring.add(at, kb)
 
     def growth(self, base: MeasuredBase, limit_kb: int) -> Growth:
         """The rates of base's figure and the time until it reaches limit_kb."""
