@@ -74,6 +74,8 @@ class _Source:
 class Subscription:
     """One wake-up registered: its kind, for records, and how to drop it."""
 
+    __slots__ = ("cancel", "kind")
+
     kind: str
     cancel: Callable[[], None]
 

@@ -17,7 +17,8 @@ from typing import Optional
 
 from memdoor.collect.cgroup import memory_cgroup_of
 from memdoor.collect.identity import ProcessIdentity, where_to_read
-from memdoor.collect.liveness import Liveness, Verdict, check_process
+from memdoor.collect.kept_process import KeptProcess
+from memdoor.collect.liveness import Liveness, Verdict
 from memdoor.collect.owner import read_ownership
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
@@ -26,9 +27,10 @@ from memdoor.oom.group import GroupVictim
 from memdoor.oom.witness import KillWitness
 from memdoor.render.owner import owner_dict
 from memdoor.watch.context import TargetState
-from memdoor.watch.evidence import EvidenceKeeper, PidReused, Taken
+from memdoor.watch.evidence import KEEP_NEAR_RATIO, EvidenceKeeper, PidReused, Taken
 from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
+from memdoor.watch.wake_grid import wake_grid
 from memdoor.watch.wakeups import Wakeups
 
 GONE_REASONS = {
@@ -49,7 +51,8 @@ class ProcessWatcher:
             identity, services.kernel_log, services.neighbour_kills, services.oomd
         )
         self.tracker: Optional[LimitTracker] = None
-        self.meter = ThresholdMeter(state.target, self.pid, services.mem_total)
+        self.files = KeptProcess(self.pid, services.proc)
+        self.meter = ThresholdMeter(state.target, self.files, services.mem_total)
         self.evidence = EvidenceKeeper(state.target, identity, self.witness, services)
         self.growth = GrowthRing()
         # Through a lambda: a test may replace wake on the instance.
@@ -113,17 +116,20 @@ class ProcessWatcher:
             self.state.above.discard(self.pid)
             self.wakeups.cancel()
             self.witness.close()
+            self.files.close()
+            if self.tracker is not None:
+                self.tracker.close()
 
     async def _sleep(self, delay: float) -> None:
-        """Wait for the delay or a wake-up: one future and one timer, the cheapest
-        wait asyncio offers (this runs for every tick of every process), and a
-        cancellation is never swallowed by a wake-up racing with it."""
+        """Wait for the delay or a wake-up: one future and a place in a timer shared
+        with the watchers that wake at the same time (memdoor.watch.wake_grid; this
+        runs for every tick of every process), and a cancellation is never swallowed
+        by a wake-up racing with it."""
         if self._woken:
             self._woken = False
             return
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
-        timer = loop.call_later(delay, self.wake)
+        self._waiter = asyncio.get_running_loop().create_future()
+        timer = wake_grid().call_later(delay, self.wake)
         try:
             await self._waiter
         finally:
@@ -133,8 +139,8 @@ class ProcessWatcher:
     async def tick(self) -> float:
         """One poll; returns how long to wait before the next."""
         watermark = self.witness.watermark()
-        identity, proc = self.identity, self.state.services.proc
-        liveness = check_process(self.pid, identity.exe, identity.start_ticks, proc)
+        identity = self.identity
+        liveness = self.files.check(identity.exe, identity.start_ticks)
         if liveness.task is None:
             await self._ended(liveness)
             return 0.0
@@ -155,7 +161,7 @@ class ProcessWatcher:
                 self.state.above.discard(self.pid)
                 self.records.back_below(measure.message, measure.percent, measure.base)
             if self.evidence.stale(ratio, measure.kb):
-                await self._snapshot(measure.kb)
+                await self._snapshot(measure.kb, pack=ratio < KEEP_NEAR_RATIO)
         return self.next_delay(ratio)
 
     def next_delay(self, ratio: float) -> float:
@@ -167,8 +173,11 @@ class ProcessWatcher:
             return interval * (2 - 2 * ratio)
         return floor + (interval - floor) * (1 - ratio) * 2
 
-    async def _snapshot(self, measured_kb: int, force: bool = False) -> Optional[Taken]:
-        outcome = await self.evidence.take(measured_kb, force)
+    async def _snapshot(
+        self, measured_kb: int, force: bool = False, pack: bool = False
+    ) -> Optional[Taken]:
+        """pack: far below the threshold, where records seldom read the kept snapshot."""
+        outcome = await self.evidence.take(measured_kb, force, pack)
         if isinstance(outcome, PidReused):
             await self._ended(Liveness(Verdict.REUSED, None, outcome.detail))
         if not isinstance(outcome, Taken):

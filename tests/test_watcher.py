@@ -28,7 +28,7 @@ from memdoor.supervisor import TargetSupervisor
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import monotonic_usec, rfc3339
 from memdoor.watch.context import Services, TargetState
-from memdoor.watch.evidence import Unidentified
+from memdoor.watch.evidence import EvidenceKeeper, Unidentified
 from memdoor.watcher import ProcessWatcher
 from tests.pidfiles import fifo_released_after
 from tests.record_schema import validate_record
@@ -416,11 +416,11 @@ def test_a_snapshot_torn_by_the_kill_does_not_replace_the_kept_one(spawn_workloa
     state = make_state(workload.pid, threshold=99)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
     asyncio.run(watcher.tick())
-    kept = watcher.evidence.last
+    kept = watcher.evidence.kept
     assert kept is not None
     plant_kill(state, workload.pid)
     asyncio.run(watcher._snapshot(0, force=True))
-    assert watcher.evidence.last is kept
+    assert watcher.evidence.kept is kept
 
 
 def test_in_a_container_a_siblings_earlier_kill_is_not_pinned_on_a_normal_exit(
@@ -532,12 +532,14 @@ def test_a_kernel_log_kill_wakes_the_victims_watcher(spawn_workload) -> None:
     assert stranger is False and by_pid is True
 
 
-async def unreadable(measured_kb: int, force: bool = False) -> Unidentified:
+async def unreadable(*_args: Any, **_kwargs: Any) -> Unidentified:
     """A snapshot whose process could not be identified (it died under the reads)."""
     return Unidentified()
 
 
-def test_a_crossing_whose_own_snapshot_failed_is_still_threshold_crossed(spawn_workload) -> None:
+def test_a_crossing_whose_own_snapshot_failed_is_still_threshold_crossed(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A process killed during the crossing's snapshot leaves nothing to read: the
     crossing is still said, with the snapshot kept from before as its evidence."""
     size_mb = one_and_a_half_percent_of_ram_mb()
@@ -547,22 +549,23 @@ def test_a_crossing_whose_own_snapshot_failed_is_still_threshold_crossed(spawn_w
     asyncio.run(watcher._snapshot(0, force=True))
     kept = watcher.evidence.last
     assert kept is not None and log_of(state).events() == []
-    watcher.evidence.take = unreadable  # type: ignore[method-assign]
+    monkeypatch.setattr(EvidenceKeeper, "take", unreadable)
     asyncio.run(watcher.tick())
     assert log_of(state).events() == ["threshold_crossed"]
     crossed = log_of(state).records[0][2]
     assert crossed["taken_at"] == rfc3339(kept.taken_at)
 
 
-def test_a_crossing_with_no_snapshot_at_all_waits_for_the_next_tick(spawn_workload) -> None:
+def test_a_crossing_with_no_snapshot_at_all_waits_for_the_next_tick(
+    spawn_workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
     size_mb = one_and_a_half_percent_of_ram_mb()
     workload = spawn_workload("--touch-mb", str(size_mb))
     state = make_state(workload.pid, threshold=1)
     watcher = ProcessWatcher(state, identity_of(workload.pid))
-    real_take = watcher.evidence.take
-    watcher.evidence.take = unreadable  # type: ignore[method-assign]
-    asyncio.run(watcher.tick())
+    with monkeypatch.context() as patched:
+        patched.setattr(EvidenceKeeper, "take", unreadable)
+        asyncio.run(watcher.tick())
     assert log_of(state).events() == [] and workload.pid not in state.above
-    watcher.evidence.take = real_take  # type: ignore[method-assign]
     asyncio.run(watcher.tick())
     assert log_of(state).events() == ["threshold_crossed"]

@@ -331,15 +331,19 @@ def _read_usage_at(cg: MemoryCgroup, directory: str) -> Union[Optional[int], Unr
     return usage
 
 
-def read_usage_bytes(cg: MemoryCgroup) -> Union[int, Unreadable]:
-    """The per-tick poll for cgroup thresholds: one small file, about 10 µs.
+def usage_file(cg: MemoryCgroup) -> str:
+    """The file the per-tick poll for cgroup thresholds reads (memory.current or
+    memory.usage_in_bytes), which memdoor.watch.measure keeps open.
 
-    The cgroup2 root has no memory.current, so this reports it as vanished there.
-
-    To poll against a limit set on an ancestor, pass a MemoryCgroup whose
-    directory is CgroupFigures.limit_directory.
+    The cgroup2 root has no memory.current. To poll against a limit set on an
+    ancestor, pass a MemoryCgroup whose directory is CgroupFigures.limit_directory.
     """
-    return read_parsed(os.path.join(cg.directory, _files(cg).usage), parse_int_file)
+    return os.path.join(cg.directory, _files(cg).usage)
+
+
+def read_usage_bytes(cg: MemoryCgroup) -> Union[int, Unreadable]:
+    """The per-tick poll for cgroup thresholds: one small file, about 10 µs by its path."""
+    return read_parsed(usage_file(cg), parse_int_file)
 
 
 def _read_counters(cg: MemoryCgroup) -> Union[tuple[dict[str, int], str], Unreadable, None]:
@@ -397,6 +401,30 @@ def read_subtree_oom_kills(directory: str) -> Union[OomKillCount, Unreadable]:
     if "oom_kill" not in values:
         return malformed(path, "no oom_kill counter")
     return OomKillCount(values["oom_kill"], path)
+
+
+class CgroupLimit(NamedTuple):
+    """What a watcher needs to follow between snapshots: the limit that applies, where
+    it is set, and the cgroup's OOM kill count (None where it has none)."""
+
+    limit_bytes: Optional[int]
+    limit_directory: Optional[str]
+    oom_kills: Optional[int]
+
+
+def read_cgroup_limit(cg: MemoryCgroup) -> Union[CgroupLimit, Unreadable]:
+    """The limit and kill count read_cgroup_memory would report, without the rest
+    (usage, memory.high, memory.stat): a watcher looks them up again now and then."""
+    directories = _hierarchical_ancestry(cg)
+    if isinstance(directories, Unreadable):
+        return directories
+    limit = _tightest(directories, _files(cg).limit, cg.top)
+    if isinstance(limit, Unreadable):
+        return limit
+    counters = _read_counters(cg)
+    if isinstance(counters, Unreadable):
+        return counters
+    return CgroupLimit(*limit, None if counters is None else counters[0].get("oom_kill"))
 
 
 def read_cgroup_memory(cg: MemoryCgroup) -> Union[CgroupFigures, Unreadable]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from memdoor.collect.identity import ProcessTask, live_task, read_exe, read_stat
 from memdoor.collect.reading import Unreadable
@@ -50,7 +50,18 @@ def check_process(
     start_ticks: Optional[int],
     proc: str = "/proc",
 ) -> Liveness:
-    stat = read_stat(pid, proc)
+    return judge_process(pid, read_stat(pid, proc), wanted_exe, start_ticks, proc)
+
+
+def judge_process(
+    pid: int,
+    stat: Union[ProcStat, Unreadable],
+    wanted_exe: Optional[str],
+    start_ticks: Optional[int],
+    proc: str = "/proc",
+) -> Liveness:
+    """check_process on a stat of the leader read already (memdoor.collect.kept_process
+    reads it through a descriptor kept open)."""
     if isinstance(stat, Unreadable):
         if stat.reason == "vanished":
             return Liveness(Verdict.EXITED, None, f"pid {pid} no longer exists")

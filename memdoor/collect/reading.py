@@ -159,10 +159,13 @@ def list_dir(path: str) -> Union[list[str], Unreadable]:
 
 def read_parsed(path: str, parse: Callable[[str], T]) -> Union[T, Unreadable]:
     """Read a text file and parse it; a ParseError becomes a "malformed" Unreadable."""
-    text = read_text(path)
-    if isinstance(text, Unreadable):
-        return text
+    data = read_bytes(path)
+    return data if isinstance(data, Unreadable) else parse_bytes(path, data, parse)
+
+
+def parse_bytes(path: str, data: bytes, parse: Callable[[str], T]) -> Union[T, Unreadable]:
+    """Parse what was read of path as read_parsed does (for a file read some other way)."""
     try:
-        return parse(text)
+        return parse(data.decode("utf-8", "surrogateescape"))
     except ParseError as exc:
         return malformed(path, str(exc))

@@ -11,7 +11,6 @@ rates are worked out only when a record is written.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -51,19 +50,26 @@ class Growth:
 
 
 class _Ring:
-    """One base's points: the tick before the last, the last, and the minute's."""
+    """One base's points: the tick before the last, the last, and the minute's.
+
+    The minute's points are a list: at most 13 of them, and a thousand targets each
+    keep one (a deque's first block alone is 600 bytes).
+    """
+
+    __slots__ = ("last", "minute", "previous")
 
     def __init__(self) -> None:
         self.previous: Optional[tuple[float, int]] = None
         self.last: Optional[tuple[float, int]] = None
-        self.minute: deque[tuple[float, int]] = deque()
+        self.minute: list[tuple[float, int]] = []
 
     def add(self, at: float, kb: int) -> None:
         self.previous, self.last = self.last, (at, kb)
-        if not self.minute or at - self.minute[-1][0] >= SPACING_S:
-            self.minute.append((at, kb))
-        while self.minute and at - self.minute[0][0] > MINUTE_S:
-            self.minute.popleft()
+        minute = self.minute
+        if not minute or at - minute[-1][0] >= SPACING_S:
+            minute.append((at, kb))
+        while at - minute[0][0] > MINUTE_S:
+            del minute[0]
 
 
 def _rate(start: Optional[tuple[float, int]], end: tuple[float, int]) -> Optional[float]:
@@ -75,12 +81,17 @@ def _rate(start: Optional[tuple[float, int]], end: tuple[float, int]) -> Optiona
 class GrowthRing:
     """The watcher's measured figures, per base, over the last minute."""
 
+    __slots__ = ("_rings",)
+
     def __init__(self) -> None:
         self._rings: dict[MeasuredBase, _Ring] = {}
 
     def add(self, base: MeasuredBase, at: float, kb: int) -> None:
         """One tick's figure; at is time.monotonic()."""
-        self._rings.setdefault(base, _Ring()).add(at, kb)
+        ring = self._rings.get(base)
+        if ring is None:
+            ring = self._rings[base] = _Ring()
+        ring.add(at, kb)
 
     def growth(self, base: MeasuredBase, limit_kb: int) -> Growth:
         """The rates of base's figure and the time until it reaches limit_kb."""

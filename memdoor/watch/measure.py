@@ -9,22 +9,22 @@ process runs (systemctl set-property, a container update).
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional, Union
 
 from memdoor.collect.cgroup import (
     CgroupFigures,
     MemoryCgroup,
-    read_cgroup_memory,
-    read_usage_bytes,
+    read_cgroup_limit,
+    usage_file,
 )
 from memdoor.collect.identity import ProcessTask
-from memdoor.collect.memory import read_rss_kb
-from memdoor.collect.reading import Unreadable
+from memdoor.collect.kept import KeptFile
+from memdoor.collect.kept_process import KeptProcess
+from memdoor.collect.reading import Unreadable, parse_bytes
 from memdoor.config import ResolvedTarget
 from memdoor.messages import cgroup_usage_line, human_kb, usage_line
+from memdoor.procfs.cgroup import parse_int_file
 from memdoor.snapshot import Snapshot
 from memdoor.system_memory import MemTotal
 from memdoor.vocabulary import MeasuredBase, percent_of
@@ -33,23 +33,49 @@ from memdoor.vocabulary import MeasuredBase, percent_of
 CGROUP_REFRESH = 30.0
 
 
-@dataclass(frozen=True)
-class Measure:
-    """One tick's figure: the percent against the threshold, the line a person reads,
-    the size measured (RSS, or the cgroup's usage) and what it was measured against."""
+class Measure(NamedTuple):
+    """One tick's figure: the percent against the threshold, the size measured (RSS, or
+    the cgroup's usage) and what it was measured against.
+
+    A tuple, and its line for a person built only when a record needs it: every
+    tick of every target makes one.
+    """
 
     percent: float
-    message: str
     kb: int
     base: MeasuredBase
-    # The figure in a few words, for the other base's message under "any".
-    brief: str
     # What kb is measured against: MemTotal, or the cgroup's limit.
     limit_kb: int
+    target: str
+    pid: int
+    threshold: int
+    # On the cgroup base: the path of the cgroup whose limit applies.
+    cgroup: Optional[str] = None
+    # Under "any": the other base's figure, named in the message.
+    other: Optional[Measure] = None
+
+    @property
+    def message(self) -> str:
+        """The line a person reads."""
+        target, pid, kb, threshold = self.target, self.pid, self.kb, self.threshold
+        if self.cgroup is None:
+            line = usage_line(target, pid, kb, self.percent, threshold)
+        else:
+            line = cgroup_usage_line(target, pid, self.cgroup, kb, self.limit_kb, threshold)
+        return line if self.other is None else f"{line} ({self.other.brief})"
+
+    @property
+    def brief(self) -> str:
+        """The figure in a few words, for the other base's message under "any"."""
+        if self.cgroup is None:
+            return f"RSS {self.percent:.1f}% of MemTotal"
+        return f"cgroup {self.percent:.1f}% of its limit"
 
 
 class LimitTracker:
     """The process's memory cgroup, the cgroup whose limit applies, and its OOM count."""
+
+    __slots__ = ("_usage", "limit", "limit_bytes", "oom_kills", "place", "refreshed")
 
     def __init__(self, place: MemoryCgroup) -> None:
         self.place = place
@@ -57,30 +83,52 @@ class LimitTracker:
         self.limit_bytes: Optional[int] = None
         self.oom_kills: Optional[int] = None
         self.refreshed = 0.0
+        # The usage file of the cgroup whose limit applies, kept open between ticks.
+        self._usage: Optional[KeptFile] = None
 
     def refresh(self) -> Optional[Unreadable]:
-        figures = read_cgroup_memory(self.place)
-        if isinstance(figures, Unreadable):
-            self.refreshed = time.monotonic()
-            return figures
-        self.apply(figures)
+        """Look the limit and the kill count up again (not the figures only a snapshot shows)."""
+        found = read_cgroup_limit(self.place)
+        self.refreshed = time.monotonic()
+        if isinstance(found, Unreadable):
+            return found
+        self._follow(found.limit_bytes, found.limit_directory)
+        self.oom_kills = found.oom_kills
         return None
 
     def apply(self, figures: CgroupFigures) -> None:
-        """Take the limit and the OOM count from figures read by refresh or by a snapshot."""
+        """Take the limit and the OOM count from figures a snapshot read."""
         self.refreshed = time.monotonic()
-        self.limit_bytes = figures.limit_bytes
+        self._follow(figures.limit_bytes, figures.limit_directory)
+        self.oom_kills = figures.oom_counters.get("oom_kill")
+
+    def _follow(self, limit_bytes: Optional[int], directory: Optional[str]) -> None:
+        self.limit_bytes = limit_bytes
+        if self.limit is not None and self.limit.directory == directory:
+            return
+        self.close()
+        place = self.place
         self.limit = (
             None
-            if figures.limit_directory is None
-            else MemoryCgroup(
-                self.place.version,
-                figures.limit_directory,
-                self.place.top,
-                figures.limit_path or "/",
-            )
+            if directory is None
+            else MemoryCgroup(place.version, directory, place.top, place.path_of(directory) or "/")
         )
-        self.oom_kills = figures.oom_counters.get("oom_kill")
+
+    def read_usage(self) -> Union[int, Unreadable]:
+        """The usage of the cgroup whose limit applies (set: the caller checked)."""
+        assert self.limit is not None
+        if self._usage is None:
+            self._usage = KeptFile(usage_file(self.limit))
+        data = self._usage.read()
+        if isinstance(data, Unreadable):
+            return data
+        return parse_bytes(self._usage.path, data, parse_int_file)
+
+    def close(self) -> None:
+        """Let the kept usage file go (the limit moved, or the watcher ended)."""
+        if self._usage is not None:
+            self._usage.close()
+            self._usage = None
 
     @property
     def applied_limit(self) -> Optional[tuple[str, int]]:
@@ -102,14 +150,17 @@ class LimitTracker:
 
 
 class ThresholdMeter:
+    __slots__ = ("_fallback_told", "files", "mem_total", "pid", "target", "tracker")
+
     def __init__(
         self,
         target: ResolvedTarget,
-        pid: int,
+        files: KeptProcess,
         mem_total: MemTotal,
     ) -> None:
         self.target = target
-        self.pid = pid
+        self.pid = files.pid
+        self.files = files
         self.mem_total = mem_total
         # Set by the watcher once it found the process's cgroup.
         self.tracker: Optional[LimitTracker] = None
@@ -130,18 +181,18 @@ class ThresholdMeter:
         system = self._against_system(task)
         if cgroup is None or system is None:
             return cgroup or system
-        nearer, other = (cgroup, system) if cgroup.percent >= system.percent else (system, cgroup)
-        return dataclasses.replace(nearer, message=f"{nearer.message} ({other.brief})")
+        if cgroup.percent >= system.percent:
+            return cgroup._replace(other=system)
+        return system._replace(other=cgroup)
 
     def _against_system(self, task: ProcessTask) -> Optional[Measure]:
-        rss_kb = read_rss_kb(task.tid, task.proc)
+        rss_kb = self.files.rss_kb(task)
         total_kb = self.mem_total.kb()
         if isinstance(rss_kb, Unreadable) or isinstance(total_kb, Unreadable):
             return None
+        target = self.target
         percent = percent_of(rss_kb, total_kb)
-        line = usage_line(self.target.name, self.pid, rss_kb, percent, self.target.threshold)
-        brief = f"RSS {percent:.1f}% of MemTotal"
-        return Measure(percent, line, rss_kb, "system", brief, total_kb)
+        return Measure(percent, rss_kb, "system", total_kb, target.name, self.pid, target.threshold)
 
     def unreachable(self) -> Optional[str]:
         """Why the threshold cannot be reached before a cgroup limit kills, or None.
@@ -181,18 +232,18 @@ class ThresholdMeter:
             tracker.refresh()
         if tracker is None or tracker.limit is None or not tracker.limit_bytes:
             return None  # said once by the watcher (threshold_fallback)
-        usage = read_usage_bytes(tracker.limit)
+        usage = tracker.read_usage()
         if isinstance(usage, Unreadable):
             return None
         target = self.target
-        line = cgroup_usage_line(
+        percent = percent_of(usage, tracker.limit_bytes)
+        return Measure(
+            percent,
+            usage // 1024,
+            "cgroup",
+            tracker.limit_bytes // 1024,
             target.name,
             self.pid,
-            tracker.limit.path,
-            usage // 1024,
-            tracker.limit_bytes // 1024,
             target.threshold,
+            tracker.limit.path,
         )
-        percent = percent_of(usage, tracker.limit_bytes)
-        brief = f"cgroup {percent:.1f}% of its limit"
-        return Measure(percent, line, usage // 1024, "cgroup", brief, tracker.limit_bytes // 1024)

@@ -24,6 +24,8 @@ from memdoor.watch.measure import LimitTracker
 
 
 class Wakeups:
+    __slots__ = ("_limit", "_limit_key", "_system", "hub", "kinds", "problems", "target", "wake")
+
     def __init__(self, hub: Optional[PressureHub], wake: Wake, target: ResolvedTarget) -> None:
         self.hub = hub
         self.wake = wake
