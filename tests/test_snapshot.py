@@ -307,9 +307,9 @@ def test_real_large_process_being_freed_is_gone_not_torn() -> None:
     *alive, dead = snapshots
     for snapshot in alive:
         assert snapshot.cgroup is not None and snapshot.cgroup.place.path == ours.path
-    (problem,) = dead.problems
-    assert problem.reason == "vanished"
-    assert problem.detail.endswith(("(exiting)", "(zombie)")), problem
+    # Reads that raced with the exit may have vanished too; one of them says why.
+    assert dead.problems and all(p.reason == "vanished" for p in dead.problems), dead.problems
+    assert any(p.detail.endswith(("(exiting)", "(zombie)")) for p in dead.problems), dead.problems
 
 
 def test_real_process_that_exited_before_the_snapshot(spawn_workload: SpawnWorkload) -> None:

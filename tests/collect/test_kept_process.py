@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,11 @@ NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     child = subprocess.Popen(["sleep", "1000"])
     try:
+        # Asleep in nanosleep: loaded, so its RSS no longer moves between two reads.
+        deadline = time.monotonic() + 30
+        while getattr(read_stat(child.pid), "state", None) != "S":
+            assert time.monotonic() < deadline, "sleep never went to sleep"
+            time.sleep(0.01)
         yield child
     finally:
         child.kill()
