@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple, Optional, Union
 
 from memdoor.collect.reading import Unreadable
 from memdoor.oom.kmsg_reader import KmsgLosses, KmsgReader
+from memdoor.oom.oomd_message import under
 from memdoor.process_text import EscapedText, decode, to_bytes
 from memdoor.procfs.kmsg import (
     KERNEL_FACILITY,
@@ -45,8 +46,15 @@ MERGE_WINDOW_USEC = 10_000_000
 _GROUP = re.compile(
     r"Tasks in (?P<cgroup>.*) are going to be killed due to memory\.oom\.group set", re.DOTALL
 )
-# The lines of one group kill are printed within this of the announcement.
-GROUP_WINDOW_USEC = 1_000_000
+# The kernel kills a group's tasks one after the other under the OOM lock, and
+# prints each victim's line after the console took every line before it: on a
+# slow console (emulated or IPMI serial at 115200 baud) seconds after the
+# announcement. So a kill line joins the group within this window unless
+# another OOM event began meanwhile: its "invoked oom-killer" header, or a
+# constraint line naming a cgroup outside the group, ends the group. (A kill
+# whose header the kernel's rate limit dropped cannot be told apart.)
+GROUP_WINDOW_USEC = 10_000_000
+_OOM_EVENT_START = "invoked oom-killer"
 # A group kill's lines are taken to be all in when none came for this long. The
 # kernel prints them in one call, but the thread printing them also writes the
 # OOM report before them to the console: on a serial console (a VM, a server's
@@ -188,7 +196,11 @@ class KernelLog:
         self.groups = {pid: group for pid, group in self.groups.items() if pid in self.reports}
 
     def group_announced(self, record: KmsgRecord) -> None:
-        """A group kill begins: the victim chosen first was logged just before."""
+        """A line that is no kill report: a group kill's announcement begins a group
+        (its first victim was logged just before), another OOM event's header ends it."""
+        if record.facility == KERNEL_FACILITY and _OOM_EVENT_START in record.message:
+            self._group = None
+            return
         group = parse_group_kill(record)
         if group is None:
             return
@@ -202,6 +214,9 @@ class KernelLog:
         if group is None or not report.killed:
             return
         if abs(report.usec_since_boot - group.usec_since_boot) >= GROUP_WINDOW_USEC:
+            return
+        if report.task_memcg is not None and not under(report.task_memcg, group.cgroup):
+            self._group = None
             return
         if report.pid not in group.pids:
             group.pids.append(report.pid)

@@ -80,14 +80,20 @@ def test_demo_on_a_pipe_keeps_stdout_json_and_says_the_post_mortem_on_stderr() -
 
 def test_ctrl_c_stops_the_demo_and_removes_its_cgroup() -> None:
     before = lab_cgroups()
-    demo = subprocess.Popen(
-        module_command("memdoor", "demo", "--seconds", "60"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=IMPORT_ROOT,
-        start_new_session=True,
-    )
+    # A shell's background job inherits SIGINT ignored, and an exec keeps it so: the
+    # demo must get it handled (a caught signal is reset to the default on exec).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        demo = subprocess.Popen(
+            module_command("memdoor", "demo", "--seconds", "60"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=IMPORT_ROOT,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         assert demo.stdout is not None
         # Once the daemon watches the process, the cgroup exists and the growth is on.

@@ -29,8 +29,11 @@ LINES = [
     "3,1205,90000220,-;Memory cgroup out of memory: Killed process 813 (sleep) "
     "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:65534 "
     "pgtables:40kB oom_score_adj:0",
-    # A later, ordinary kill elsewhere is no part of the group.
-    "3,1206,95000000,-;Memory cgroup out of memory: Killed process 900 (java) "
+    # A later, ordinary kill elsewhere is no part of the group: its OOM event begins
+    # with its own header (the kernel prints it unless its rate limit holds it back).
+    "4,1206,94999000,-;java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, "
+    "oom_score_adj=0",
+    "3,1207,95000000,-;Memory cgroup out of memory: Killed process 900 (java) "
     "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:0 "
     "pgtables:40kB oom_score_adj:0",
 ]
@@ -66,3 +69,48 @@ def test_an_injected_announcement_is_not_the_kernels() -> None:
         "14,1300,1,-;Tasks in /x are going to be killed due to memory.oom.group set\n"
     )
     assert parse_group_kill(record) is None
+
+
+def test_a_victims_line_seconds_after_the_announcement_still_joins() -> None:
+    """The kernel prints each victim's line after the console took every line before it:
+    on an emulated or IPMI serial console that is seconds later."""
+    log = KernelLog()
+    for line in LINES[:3]:
+        record = parse_kmsg_record(line + "\n")
+        report = parse_oom_kill(record)
+        if report is not None:
+            log.keep(report, time.monotonic())
+        else:
+            log.group_announced(record)
+    late = parse_oom_kill(
+        parse_kmsg_record(
+            "3,1204,94000200,-;Memory cgroup out of memory: Killed process 812 (perl) "
+            "total-vm:60000kB, anon-rss:50000kB, file-rss:4000kB, shmem-rss:0kB, UID:65534 "
+            "pgtables:200kB oom_score_adj:0\n"
+        )
+    )
+    assert late is not None
+    log.keep(late, time.monotonic())
+    assert log.groups[812].pids == [811, 812]
+
+
+def test_another_oom_events_victim_ends_the_group() -> None:
+    """A kill whose constraint line names a cgroup outside the group is another event's."""
+    log = KernelLog()
+    read_lines(log)
+    for line in (
+        "6,1207,90000300,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
+        "mems_allowed=0,oom_memcg=/system.slice/other.service,"
+        "task_memcg=/system.slice/other.service,task=java,pid=950,uid=0",
+        "3,1208,90000350,-;Memory cgroup out of memory: Killed process 950 (java) "
+        "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:0 "
+        "pgtables:40kB oom_score_adj:0",
+        "3,1209,90000400,-;Memory cgroup out of memory: Killed process 951 (java) "
+        "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:0 "
+        "pgtables:40kB oom_score_adj:0",
+    ):
+        report = parse_oom_kill(parse_kmsg_record(line + "\n"))
+        assert report is not None
+        log.keep(report, time.monotonic())
+    assert log.groups[811].pids == [811, 812, 813]
+    assert 950 not in log.groups and 951 not in log.groups
