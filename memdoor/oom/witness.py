@@ -145,11 +145,7 @@ class KillWitness:
         marks, rise = self.oomd_marks, self._rise
         while time.monotonic() < deadline:
             oomd_pending = False
-            if (
-                marks is not None
-                and self._oomd_kill is not None
-                and marks.awaits_reason(self._oomd_kill)
-            ):
+            if marks is not None and self._oomd_kill is not None:
                 self._oomd_kill = marks.with_reason(self._oomd_kill)
                 oomd_pending = marks.awaits_reason(self._oomd_kill)
             if not oomd_pending and not self._kernel_pending(rise is not None and rise.rose):
