@@ -52,14 +52,22 @@ def test_watchers_far_below_their_thresholds_wake_together(spawn_workload) -> No
             watcher.wake = wake  # type: ignore[method-assign]
             await watcher._sleep(delay)
 
+        first_end: list[float] = []
+
+        async def sleep_first() -> None:
+            first_end.append(wake_time(loop.time(), 1.2))
+            await sleep(watchers[0], 1.2)
+
+        async def sleep_second() -> None:
+            await asyncio.sleep(0)  # once the first sleeps
+            # A quarter step before the first's end on the grid, asked for right away:
+            # a loaded machine's delay before the ask cannot move it to another step.
+            second = first_end[0] - loop.time() - COALESCE_GRID / 4
+            assert second >= COALESCE_FROM
+            await sleep(watchers[1], second)
+
         started = time.monotonic()
-        first = 1.2
-        # The second asks for a quarter step before the first's end on the grid.
-        second = wake_time(loop.time(), first) - loop.time() - COALESCE_GRID / 4
-        assert second >= COALESCE_FROM
-        await asyncio.wait_for(
-            asyncio.gather(sleep(watchers[0], first), sleep(watchers[1], second)), timeout=10
-        )
+        await asyncio.wait_for(asyncio.gather(sleep_first(), sleep_second()), timeout=10)
         assert time.monotonic() - started < 5
 
     asyncio.run(scenario())
