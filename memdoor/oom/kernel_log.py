@@ -46,6 +46,12 @@ MERGE_WINDOW_USEC = 10_000_000
 _GROUP = re.compile(
     r"Tasks in (?P<cgroup>.*) are going to be killed due to memory\.oom\.group set", re.DOTALL
 )
+# A task of the group that was dying already when the killer came to it
+# (__oom_kill_process()): a service manager reacting to the first victim
+# (systemd's OOMPolicy=kill) can get there first while the console is slow.
+_EXITING_MEMBER = re.compile(
+    r".*: OOM victim (?P<pid>\d+) \(.*\) is already exiting\. Skip", re.DOTALL
+)
 # The kernel kills a group's tasks one after the other under the OOM lock, and
 # prints each victim's line after the console took every line before it: on a
 # slow console (emulated or IPMI serial at 115200 baud) seconds after the
@@ -76,6 +82,13 @@ class GroupKill:
     newest_usec: int = 0
     # time.monotonic() when memdoor read that line (or the announcement).
     newest_read: float = dataclasses.field(default_factory=time.monotonic)
+
+    def took(self, pid: int, usec_since_boot: int) -> None:
+        """A line of the kill named pid: killed, or dying already."""
+        if pid not in self.pids:
+            self.pids.append(pid)
+        self.newest_usec = max(self.newest_usec, usec_since_boot)
+        self.newest_read = time.monotonic()
 
 
 def parse_group_kill(record: KmsgRecord) -> Optional[GroupKill]:
@@ -201,6 +214,12 @@ class KernelLog:
         if record.facility == KERNEL_FACILITY and _OOM_EVENT_START in record.message:
             self._group = None
             return
+        exiting = _EXITING_MEMBER.fullmatch(record.message)
+        group = self._group
+        if exiting is not None and group is not None and record.facility == KERNEL_FACILITY:
+            if abs(record.usec_since_boot - group.usec_since_boot) < GROUP_WINDOW_USEC:
+                group.took(int(exiting.group("pid")), record.usec_since_boot)
+            return
         group = parse_group_kill(record)
         if group is None:
             return
@@ -218,10 +237,7 @@ class KernelLog:
         if report.task_memcg is not None and not under(report.task_memcg, group.cgroup):
             self._group = None
             return
-        if report.pid not in group.pids:
-            group.pids.append(report.pid)
-        group.newest_usec = max(group.newest_usec, report.usec_since_boot)
-        group.newest_read = time.monotonic()
+        group.took(report.pid, report.usec_since_boot)
         self.groups[report.pid] = group
 
     def group_in(self, cgroup_path: str) -> Optional[GroupKill]:

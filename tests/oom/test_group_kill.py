@@ -114,3 +114,23 @@ def test_another_oom_events_victim_ends_the_group() -> None:
         log.keep(report, time.monotonic())
     assert log.groups[811].pids == [811, 812, 813]
     assert 950 not in log.groups and 951 not in log.groups
+
+
+def test_a_member_dying_already_when_the_killer_came_is_listed() -> None:
+    """systemd's OOMPolicy=kill can stop the unit while the kernel is still writing the
+    first victim's report to a slow console: the kernel then skips the dying member."""
+    log = KernelLog()
+    for line in [
+        *LINES[:3],
+        "6,1204,91500000,-;Memory cgroup out of memory: OOM victim 812 (perl) is already "
+        "exiting. Skip",
+        "14,1205,91600000,-;Memory cgroup out of memory: OOM victim 999 (x) is already "
+        "exiting. Skip",
+    ]:
+        record = parse_kmsg_record(line + "\n")
+        report = parse_oom_kill(record)
+        if report is not None:
+            log.keep(report, time.monotonic())
+        else:
+            log.group_announced(record)
+    assert log.groups[811].pids == [811, 812]

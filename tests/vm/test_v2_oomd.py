@@ -157,5 +157,9 @@ def test_a_group_kill_lists_every_process_killed_together(
     group = wait_for_record(vm, match, lambda r: True, "the group record")["group"]
     assert group["cgroup"] == "/system.slice/grouped.service", group
     assert sorted(v["pid"] for v in group["watched"]) == pids, (group, summary)
-    assert sorted(group["pids"]) == pids and group["unwatched_pids"] == [], group
+    kernel = vm.run("journalctl", "-k", "-o", "cat", "-g", "Killed|exiting|Tasks in", check=False)
+    assert sorted(group["pids"]) == pids and group["unwatched_pids"] == [], (
+        group,
+        kernel.stdout[-3000:],
+    )
     assert len(memdoor_records(vm, *match)) == 1
