@@ -157,9 +157,10 @@ def test_a_group_kill_lists_every_process_killed_together(
     group = wait_for_record(vm, match, lambda r: True, "the group record")["group"]
     assert group["cgroup"] == "/system.slice/grouped.service", group
     assert sorted(v["pid"] for v in group["watched"]) == pids, (group, summary)
+    # The kernel names each process it took in the group kill; one that systemd's
+    # OOMPolicy=kill took first (while the kernel's report went to the slow console)
+    # may not be named at all, and is in `watched` through its cgroup's counter.
     kernel = vm.run("journalctl", "-k", "-o", "cat", "-g", "Killed|exiting|Tasks in", check=False)
-    assert sorted(group["pids"]) == pids and group["unwatched_pids"] == [], (
-        group,
-        kernel.stdout[-3000:],
-    )
+    assert group["pids"] and set(group["pids"]) <= set(pids), (group, kernel.stdout[-3000:])
+    assert group["unwatched_pids"] == [], group
     assert len(memdoor_records(vm, *match)) == 1
