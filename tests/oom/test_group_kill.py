@@ -9,6 +9,7 @@ line for each other task of the group. tests/vm/test_v2_oomd.py makes a real one
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from memdoor.oom.kernel_log import KernelLog, parse_group_kill
 from memdoor.oom.kill import Kill
@@ -39,8 +40,10 @@ LINES = [
 ]
 
 
-def read_lines(log: KernelLog) -> None:
-    for line in LINES:
+def read_lines(log: KernelLog, lines: Sequence[str] = LINES) -> None:
+    """Each line as KernelLog.drain hands it on: a kill report kept, any other line
+    to group_announced."""
+    for line in lines:
         record = parse_kmsg_record(line + "\n")
         report = parse_oom_kill(record)
         if report is not None:
@@ -75,13 +78,7 @@ def test_a_victims_line_seconds_after_the_announcement_still_joins() -> None:
     """The kernel prints each victim's line after the console took every line before it:
     on an emulated or IPMI serial console that is seconds later."""
     log = KernelLog()
-    for line in LINES[:3]:
-        record = parse_kmsg_record(line + "\n")
-        report = parse_oom_kill(record)
-        if report is not None:
-            log.keep(report, time.monotonic())
-        else:
-            log.group_announced(record)
+    read_lines(log, LINES[:3])
     late = parse_oom_kill(
         parse_kmsg_record(
             "3,1204,94000200,-;Memory cgroup out of memory: Killed process 812 (perl) "
@@ -98,20 +95,21 @@ def test_another_oom_events_victim_ends_the_group() -> None:
     """A kill whose constraint line names a cgroup outside the group is another event's."""
     log = KernelLog()
     read_lines(log)
-    for line in (
-        "6,1207,90000300,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
-        "mems_allowed=0,oom_memcg=/system.slice/other.service,"
-        "task_memcg=/system.slice/other.service,task=java,pid=950,uid=0",
-        "3,1208,90000350,-;Memory cgroup out of memory: Killed process 950 (java) "
-        "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:0 "
-        "pgtables:40kB oom_score_adj:0",
-        "3,1209,90000400,-;Memory cgroup out of memory: Killed process 951 (java) "
-        "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:0 "
-        "pgtables:40kB oom_score_adj:0",
-    ):
-        report = parse_oom_kill(parse_kmsg_record(line + "\n"))
-        assert report is not None
-        log.keep(report, time.monotonic())
+    read_lines(
+        log,
+        [
+            "6,1207,90000300,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
+            "mems_allowed=0,oom_memcg=/system.slice/other.service,"
+            "task_memcg=/system.slice/other.service,task=java,pid=950,uid=0",
+            "3,1208,90000350,-;Memory cgroup out of memory: Killed process 950 (java) "
+            "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:0 "
+            "pgtables:40kB oom_score_adj:0",
+            "3,1209,90000400,-;Memory cgroup out of memory: Killed process 951 (java) "
+            "total-vm:5000kB, anon-rss:100kB, file-rss:1000kB, shmem-rss:0kB, UID:0 "
+            "pgtables:40kB oom_score_adj:0",
+        ],
+    )
+    assert {950, 951} <= set(log.reports)  # read as kills, not left out of the group unread
     assert log.groups[811].pids == [811, 812, 813]
     assert 950 not in log.groups and 951 not in log.groups
 
@@ -120,17 +118,14 @@ def test_a_member_dying_already_when_the_killer_came_is_listed() -> None:
     """systemd's OOMPolicy=kill can stop the unit while the kernel is still writing the
     first victim's report to a slow console: the kernel then skips the dying member."""
     log = KernelLog()
-    for line in [
-        *LINES[:3],
-        "6,1204,91500000,-;Memory cgroup out of memory: OOM victim 812 (perl) is already "
-        "exiting. Skip",
-        "14,1205,91600000,-;Memory cgroup out of memory: OOM victim 999 (x) is already "
-        "exiting. Skip",
-    ]:
-        record = parse_kmsg_record(line + "\n")
-        report = parse_oom_kill(record)
-        if report is not None:
-            log.keep(report, time.monotonic())
-        else:
-            log.group_announced(record)
+    read_lines(
+        log,
+        [
+            *LINES[:3],
+            "6,1204,91500000,-;Memory cgroup out of memory: OOM victim 812 (perl) is already "
+            "exiting. Skip",
+            "14,1205,91600000,-;Memory cgroup out of memory: OOM victim 999 (x) is already "
+            "exiting. Skip",
+        ],
+    )
     assert log.groups[811].pids == [811, 812]
