@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from itertools import repeat
 
 from memdoor.procfs.errors import ParseError
-from memdoor.procfs.mapping_table import COLUMNS, MappingTable, mapping_rows
-from memdoor.procfs.maps import HEADER, Names, check_complete
+from memdoor.procfs.mapping_table import COLUMNS, ROWS, MappingTable, mapping_rows, split_columns
+from memdoor.procfs.maps import Names, check_complete
 
 # include/uapi/linux/fs.h: the categories a page_region reports.
 PAGE_IS_PRESENT = 1 << 3
@@ -112,15 +112,9 @@ def parse_maps_with_resident(
     more for 20,000 mappings).
     """
     check_complete(data, "maps")
-    found = (HEADER if rows else COLUMNS).findall(b"\n" + data)
-    lines = data.count(b"\n")
-    if len(found) != lines:
-        raise ParseError(f"maps: {lines - len(found)} of {lines} lines are not mapping headers")
+    columns = split_columns(ROWS if rows else COLUMNS, data, "maps")
     regions, huge = parse_page_regions(vector, page_size)
     names = Names()
-    if not found:
-        return MappingTable(data, names, [], [], [], [], [] if rows else None)
-    columns = list(zip(*found))
     raw_paths = columns[-1]
     starts = list(map(int, columns[0], repeat(16)))
     ends = list(map(int, columns[1], repeat(16)))
