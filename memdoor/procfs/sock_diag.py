@@ -112,30 +112,18 @@ def parse_dump_reply(
     ntohs = socket.ntohs
     new = tuple.__new__
     append = sockets.append
-    end = len(data)
+    unpack_row = ROW.unpack_from
+    row_end = len(data) - ROW.size
     offset = 0
-    while offset < end:
-        if end - offset >= ROW.size:
-            row = ROW.unpack_from(data, offset)
-        elif end - offset >= HEADER.size:
-            row = HEADER.unpack_from(data, offset)
-        else:
-            raise ParseError(f"sock_diag: {end - offset} bytes left, not a message header")
-        length, kind, _flags, seq = row[:4]
-        if length < HEADER.size or offset + length > end:
-            raise ParseError(f"sock_diag: message length {length} at {offset} does not fit")
-        if seq != sequence:
-            raise ParseError(f"sock_diag: sequence {seq} answers another request")
-        if kind != SOCK_DIAG_BY_FAMILY or length < ROW.size:
-            if kind == NLMSG_DONE:
-                return sockets, True
-            if kind == NLMSG_ERROR:
-                if length < HEADER.size + 4:
-                    raise ParseError("sock_diag: error message cut short")
-                (error,) = struct.unpack_from("=i", data, offset + HEADER.size)
-                raise DumpRefused(-error)
-            raise ParseError(f"sock_diag: message of type {kind}, length {length}")
+    # One unpack and one test per socket; anything else (the end of the dump,
+    # an error, a short or foreign message) leaves the loop for _last_message.
+    while offset <= row_end:
         (
+            length,
+            kind,
+            _flags,
+            seq,
+            _port,
             msg_family,
             state,
             local_port,
@@ -147,9 +135,14 @@ def parse_dump_reply(
             tx_queue,
             _uid,
             inode,
-        ) = row[5:]
-        if msg_family != address_family:
-            raise ParseError(f"sock_diag: family {msg_family} in a dump of IPv{family}")
+        ) = unpack_row(data, offset)
+        if (
+            kind != SOCK_DIAG_BY_FAMILY
+            or seq != sequence
+            or not ROW.size <= length <= len(data) - offset
+            or msg_family != address_family
+        ):
+            break
         if wanted_inodes is None or inode in wanted_inodes:
             # tuple.__new__ rather than Socket(...): its Python-level __new__
             # was a fifth of the parse for 2,000 sockets.
@@ -172,4 +165,29 @@ def parse_dump_reply(
             )
         # Messages are padded to 4 bytes (NLMSG_ALIGN).
         offset += (length + 3) & ~3
-    return sockets, False
+    if offset >= len(data):
+        return sockets, False
+    return sockets, _last_message(data, offset, family, sequence)
+
+
+def _last_message(data: bytes, offset: int, family: int, sequence: int) -> bool:
+    """The message at offset, which is not a whole socket row of this dump: True
+    for the end of the dump; ParseError or DumpRefused for anything else."""
+    end = len(data)
+    if end - offset < HEADER.size:
+        raise ParseError(f"sock_diag: {end - offset} bytes left, not a message header")
+    length, kind, _flags, seq, _port = HEADER.unpack_from(data, offset)
+    if length < HEADER.size or offset + length > end:
+        raise ParseError(f"sock_diag: message length {length} at {offset} does not fit")
+    if seq != sequence:
+        raise ParseError(f"sock_diag: sequence {seq} answers another request")
+    if kind == NLMSG_DONE:
+        return True
+    if kind == NLMSG_ERROR:
+        if length < HEADER.size + 4:
+            raise ParseError("sock_diag: error message cut short")
+        (error,) = struct.unpack_from("=i", data, offset + HEADER.size)
+        raise DumpRefused(-error)
+    if kind != SOCK_DIAG_BY_FAMILY or length < ROW.size:
+        raise ParseError(f"sock_diag: message of type {kind}, length {length}")
+    raise ParseError(f"sock_diag: family {data[offset + HEADER.size]} in a dump of IPv{family}")
