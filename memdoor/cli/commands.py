@@ -42,7 +42,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from memdoor.cli.daemon_commands import demo_command
+    from memdoor.cli.demo_command import demo_command
 
     return demo_command(args)
 
