@@ -22,7 +22,6 @@ from memdoor.sinks.dispatch import Dispatcher, Formatter
 from memdoor.sinks.journald import JournaldSender
 from memdoor.sinks.line_writer import LineWriter
 from memdoor.sinks.stdout import StdoutSink, stdout_is_journal_stream
-from memdoor.views.console import ConsoleView, wants_colour
 
 SinkState = Literal["on", "off", "unavailable"]
 
@@ -67,6 +66,10 @@ def console_formatter(stdout: StdoutSink, environ: Mapping[str, str]) -> Optiona
     wanted = stdout.view == "console" or (stdout.view == "auto" and stdout.is_terminal)
     if not wanted:
         return None
+    # Imported only for a person's terminal: a daemon under systemd never renders
+    # the view, and its modules (the post-mortem's among them) would stay in its RSS.
+    from memdoor.views.console import ConsoleView, wants_colour
+
     return ConsoleView(wants_colour(stdout.is_terminal, environ)).line
 
 

@@ -17,7 +17,6 @@ from memdoor.cli.parsers import (
     build_seed_parser,
     build_show_parser,
 )
-from memdoor.cli.seed import run_seed
 
 
 class Command(NamedTuple):
@@ -27,6 +26,13 @@ class Command(NamedTuple):
 
 # The daemon's commands import pydantic, structlog and the daemon (a fifth of a
 # second, some MB): only when one of them runs, never for the seed command line.
+# The seed's text rendering, in turn, has no place in a running daemon's memory.
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from memdoor.cli.seed import run_seed
+
+    return run_seed(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -42,7 +48,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from memdoor.cli.daemon_commands import demo_command
+    from memdoor.cli.demo_command import demo_command
 
     return demo_command(args)
 
@@ -59,7 +65,7 @@ SUBCOMMANDS: dict[str, Command] = {
     "demo": Command(build_demo_parser, _demo),
     "show": Command(build_show_parser, _show),
 }
-SEED = Command(build_seed_parser, run_seed)
+SEED = Command(build_seed_parser, _seed)
 
 
 def select_command(argv: list[str]) -> tuple[Command, list[str]]:

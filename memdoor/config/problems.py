@@ -8,7 +8,6 @@ values, so each problem is located by its key path plus the target's name.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -200,6 +199,9 @@ def _unknown_key(loc: Loc) -> str:
     if table is None:
         return f"unknown key {key!r}"
     known = [field.alias or name for name, field in table.model_fields.items()]
+    # Only a file with a mistake needs it: a running daemon does not keep difflib.
+    import difflib
+
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown key {key!r}{hint}"
