@@ -81,7 +81,7 @@ class ProcessWatcher:
             if isinstance(place, Unreadable):
                 problems.append(place)
             else:
-                self.tracker = self.meter.tracker = LimitTracker(place)
+                self.tracker = self.meter.tracker = LimitTracker(place, services.limits)
                 problem = self.tracker.refresh()
                 if problem is not None:
                     problems.append(problem)

@@ -14,6 +14,7 @@ from memdoor.oom.nearby import NeighbourKillCounter
 from memdoor.oom.oomd import OomdHub
 from memdoor.pressure import PressureHub
 from memdoor.system_memory import MemTotal
+from memdoor.watch.measure import LimitLookups
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Services:
     oomd: OomdHub = field(default_factory=OomdHub)
     # The watched victims of each memory.oom.group kill, for one record.
     group_kills: GroupKills = field(default_factory=GroupKills)
+    # Cgroup limit lookups, shared by the watchers of processes in one cgroup.
+    limits: LimitLookups = field(default_factory=LimitLookups)
 
 
 @dataclass
