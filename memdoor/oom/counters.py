@@ -48,6 +48,8 @@ class CounterRise:
 
 
 class CgroupKillCounters:
+    __slots__ = ("_latest", "_parent", "_parent_before", "_parent_read_at", "before", "place")
+
     def __init__(self, place: MemoryCgroup) -> None:
         self.place = place
         # The own counter when the process was last seen alive and not dying.

@@ -37,6 +37,21 @@ SETTLE_STEP_SECONDS = 0.05
 
 
 class KillWitness:
+    __slots__ = (
+        "_alive_at_serial",
+        "_identity",
+        "_kernel_log",
+        "_neighbour_kills",
+        "_oomd",
+        "_oomd_kill",
+        "_report",
+        "_rise",
+        "_threads",
+        "cgroup",
+        "counters",
+        "oomd_marks",
+    )
+
     def __init__(
         self,
         identity: ProcessIdentity,
@@ -56,8 +71,9 @@ class KillWitness:
         # The kernel log's serial when the process was last seen alive and not yet
         # sent SIGKILL: no kill report up to it can be this process's.
         self._alive_at_serial = 0
-        # The latest threads it was read through after its leader exited.
-        self._threads: deque[int] = deque(maxlen=THREADS_KEPT)
+        # The latest threads it was read through after its leader exited; made for the
+        # few processes whose leader exits (a deque is 600 bytes, a thousand targets).
+        self._threads: Optional[deque[int]] = None
         self._report: Optional[OomKillReport] = None
         # What the cgroup said when the process was found gone (gone()).
         self._rise: Optional[CounterRise] = None
@@ -89,8 +105,12 @@ class KillWitness:
         no kill until then was this process's. A thread read through is kept, as the
         kernel log names a process whose leader exited by the thread the killer found
         the memory on."""
-        if task.tid != self._identity.pid and task.tid not in self._threads:
-            self._threads.append(task.tid)
+        if task.tid != self._identity.pid:
+            threads = self._threads
+            if threads is None:
+                threads = self._threads = deque(maxlen=THREADS_KEPT)
+            if task.tid not in threads:
+                threads.append(task.tid)
         if task.stat.kill_pending:
             return
         self._alive_at_serial = watermark
@@ -114,7 +134,7 @@ class KillWitness:
                 identity.name,
                 None if self.cgroup is None else self.cgroup.path,
                 self._alive_at_serial,
-                tuple(self._threads),
+                () if self._threads is None else tuple(self._threads),
             )
         return self._report
 
