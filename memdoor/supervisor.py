@@ -16,6 +16,7 @@ event loop, whatever the file system does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import traceback
 from typing import Optional
@@ -61,7 +62,7 @@ class TargetSupervisor:
                 else:
                     # Nothing to resolve until that one process ends (or its watcher fails).
                     self._idle = True
-                    await asyncio.wait({watched})
+                    await _ended(watched)
                     self._idle = False
         finally:
             for _watcher, task in self.watchers.values():
@@ -207,6 +208,24 @@ class TargetSupervisor:
             for watcher, task in self.watchers.values()
             if not task.done()
         )
+
+
+async def _ended(task: asyncio.Task[None]) -> None:
+    """Wait for task to end, neither taking its outcome (_reap does) nor cancelling it
+    when the wait is: asyncio.wait({task}), with one future where that makes a set, a
+    closure and two coroutines (every fixed-pid target waits so for as long as it runs)."""
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    release = functools.partial(_release, finished)
+    task.add_done_callback(release)
+    try:
+        await finished
+    finally:
+        task.remove_done_callback(release)
+
+
+def _release(finished: asyncio.Future[None], _task: object) -> None:
+    if not finished.done():
+        finished.set_result(None)
 
 
 def _described(error: BaseException) -> str:
