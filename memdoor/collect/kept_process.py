@@ -5,7 +5,9 @@ large it is (statm). Read through descriptors kept open (memdoor.collect.kept)
 that costs two system calls instead of eight, and the stat descriptor is itself
 the check that the pid was not reused: it fails with ESRCH once the process it
 was opened for is gone. Then the path is read once more, as before, so the
-verdict still tells an exit from a reuse.
+verdict still tells an exit from a reuse. A process at rest, whose stat reads
+the very line of the tick before (its resident count among the fields), costs
+one: its verdict and RSS are the last tick's.
 
 While the leader runs, the tick reads the leader's own files; once it exited
 and a thread carries the process (memdoor.collect.identity.live_task), they are
@@ -34,7 +36,7 @@ _SameKey = tuple[Optional[str], Optional[int], bytes]
 
 
 class KeptProcess:
-    __slots__ = ("_rss", "_same", "_same_stat", "_stat", "_statm", "pid", "proc")
+    __slots__ = ("_at_rest", "_rss", "_same", "_same_stat", "_stat", "_statm", "pid", "proc")
 
     def __init__(self, pid: int, proc: str = "/proc") -> None:
         self.pid = pid
@@ -45,8 +47,11 @@ class KeptProcess:
         # the stat it was last found in (a process at rest reads the same line again).
         self._same: Optional[tuple[_SameKey, Liveness]] = None
         self._same_stat = b""
-        # The last statm read through the kept descriptor and its resident kB.
-        self._rss: Optional[tuple[bytes, int]] = None
+        # The last statm read through the kept descriptor, its resident kB and the
+        # stat line (the very object) the tick that read it found.
+        self._rss: Optional[tuple[bytes, int, bytes]] = None
+        # Whether the last check() read the very stat line of the one before.
+        self._at_rest = False
 
     def check(self, wanted_exe: Optional[str], start_ticks: Optional[int]) -> Liveness:
         """check_process, through the kept stat.
@@ -59,12 +64,13 @@ class KeptProcess:
         bound = self._stat.opened
         data = self._stat.read()
         same = self._same
-        if (
+        self._at_rest = (
             same is not None
             and data == self._same_stat
             and same[0][0] == wanted_exe
             and same[0][1] == start_ticks
-        ):
+        )
+        if same is not None and self._at_rest:
             return same[1]
         if isinstance(data, Unreadable):
             self._same = None
@@ -91,19 +97,27 @@ class KeptProcess:
         return liveness
 
     def rss_kb(self, task: ProcessTask) -> Union[int, Unreadable]:
-        """read_rss_kb where check() found the process."""
+        """read_rss_kb where check() found the process.
+
+        stat carries the same resident count as statm (rss, field 24, both the
+        mm's counters): when check() read the very stat line of the tick before,
+        the RSS read under that line is the one, and statm is not read again.
+        """
         if task.tid != self.pid or task.proc != self.proc:
             return read_rss_kb(task.tid, task.proc)
-        data = self._statm.read()
         rss = self._rss
+        if self._at_rest and rss is not None and rss[2] is self._same_stat:
+            return rss[1]
+        data = self._statm.read()
         if rss is not None and data == rss[0]:
+            self._rss = (rss[0], rss[1], self._same_stat)
             return rss[1]
         if isinstance(data, Unreadable):
             return data
         pages = parse_bytes(self._statm.path, data, parse_statm_resident_pages)
         if isinstance(pages, Unreadable):
             return pages
-        self._rss = (data, pages * PAGE_KB)
+        self._rss = (data, pages * PAGE_KB, self._same_stat)
         return pages * PAGE_KB
 
     def close(self) -> None:
