@@ -48,7 +48,11 @@ class ProcessWatcher:
         self.identity = identity
         self.records = ProcessRecords(state.records, identity)
         self.witness = KillWitness(
-            identity, services.kernel_log, services.neighbour_kills, services.oomd
+            identity,
+            services.kernel_log,
+            services.neighbour_kills,
+            services.oomd,
+            services.parent_kills,
         )
         self.tracker: Optional[LimitTracker] = None
         self.files = KeptProcess(self.pid, services.proc)

@@ -17,7 +17,7 @@ from typing import Optional
 
 from memdoor.collect.cgroup import MemoryCgroup
 from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity, ProcessTask
-from memdoor.oom.counters import CgroupKillCounters, CounterRise
+from memdoor.oom.counters import CgroupKillCounters, CounterRise, ParentKillCounts
 from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NeighbourKillCounter
@@ -44,6 +44,7 @@ class KillWitness:
         "_neighbour_kills",
         "_oomd",
         "_oomd_kill",
+        "_parents",
         "_report",
         "_rise",
         "_threads",
@@ -58,11 +59,14 @@ class KillWitness:
         kernel_log: KernelLog,
         neighbour_kills: NeighbourKillCounter,
         oomd: Optional[OomdHub] = None,
+        parents: Optional[ParentKillCounts] = None,
     ) -> None:
+        """parents: the v2 parents' kill counts the daemon's watchers share."""
         self._identity = identity
         self._kernel_log = kernel_log
         self._neighbour_kills = neighbour_kills
         self._oomd = oomd
+        self._parents = parents
         # systemd-oomd's marks on the cgroup (v2 only: oomd needs the unified hierarchy).
         self.oomd_marks: Optional[CgroupOomdMarks] = None
         # The process's memory cgroup and its counters, once its watcher found it.
@@ -83,7 +87,7 @@ class KillWitness:
         """The process's cgroup and its first counter reading; without the kernel log,
         neighbours' kills there are counted from that reading on."""
         self.cgroup = cgroup
-        self.counters = CgroupKillCounters(cgroup)
+        self.counters = CgroupKillCounters(cgroup, self._parents)
         self.counters.alive(oom_kills)
         if self._kernel_log.unavailable is not None and oom_kills is not None:
             self._neighbour_kills.track(cgroup.directory, oom_kills)
