@@ -30,7 +30,7 @@ from memdoor.watch.context import TargetState
 from memdoor.watch.evidence import KEEP_NEAR_RATIO, EvidenceKeeper, PidReused, Taken
 from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
-from memdoor.watch.wake_grid import wake_grid
+from memdoor.watch.wake_grid import WakeGrid, wake_grid
 from memdoor.watch.wakeups import Wakeups
 
 GONE_REASONS = {
@@ -66,6 +66,8 @@ class ProcessWatcher:
         # What target_found warns of (a threshold no report can reach), found by attach().
         self.warnings: list[str] = []
         self._waiter: Optional[asyncio.Future[None]] = None
+        # The running loop's wake grid, looked up once rather than every tick.
+        self._grid: Optional[WakeGrid] = None
         self._woken = False
         self._next_emit_at = 0.0
 
@@ -132,8 +134,12 @@ class ProcessWatcher:
         if self._woken:
             self._woken = False
             return
-        self._waiter = asyncio.get_running_loop().create_future()
-        timer = wake_grid().call_later(delay, self.wake)
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        grid = self._grid
+        if grid is None or grid.loop is not loop:
+            grid = self._grid = wake_grid()
+        timer = grid.call_later(delay, self.wake)
         try:
             await self._waiter
         finally:
@@ -154,10 +160,11 @@ class ProcessWatcher:
         self.wakeups.follow_limit(self.tracker)
         if self.meter.fallback_news():
             self.records.threshold_fallback()
+        target = self.state.target
         if measure is None:
-            return self.target.interval
+            return target.interval
         self.growth.add(measure.base, time.monotonic(), measure.kb)
-        ratio = measure.percent / self.target.threshold
+        ratio = measure.percent / target.threshold
         if ratio >= 1:
             await self._above(measure)
         else:
@@ -170,7 +177,8 @@ class ProcessWatcher:
 
     def next_delay(self, ratio: float) -> float:
         """Twice the interval when far below, shrinking to min_interval at the threshold."""
-        interval, floor = self.target.interval, self.target.min_interval
+        target = self.state.target
+        interval, floor = target.interval, target.min_interval
         if ratio >= 1:
             return floor
         if ratio <= 0.5:
