@@ -29,6 +29,9 @@ from memdoor.resolve import ExeNarrowing, Resolution, resolve
 from memdoor.watch.context import TargetState
 from memdoor.watcher import ProcessWatcher
 
+# What most supervisors retry: one empty frozenset for all (an empty set is 216 bytes).
+_NO_PIDS: frozenset[int] = frozenset()
+
 
 class TargetSupervisor:
     def __init__(self, state: TargetState) -> None:
@@ -45,7 +48,7 @@ class TargetSupervisor:
         # adopted again without a second target_found, the same error not said again.
         self._failed: dict[int, tuple[int, str]] = {}
         # Pids whose watcher failed in this step: adopted again on the next one.
-        self._retry_next_step: set[int] = set()
+        self._retry_next_step = _NO_PIDS
 
     @property
     def name(self) -> str:
@@ -149,7 +152,7 @@ class TargetSupervisor:
     def _reap(self) -> None:
         """Drop finished watchers: a process that ended is not adopted again while its
         locator names it; one whose watcher died of a bug is, on the next step."""
-        self._retry_next_step = set()
+        retry: set[int] = set()
         for pid, (watcher, task) in list(self.watchers.items()):
             if not task.done():
                 continue
@@ -163,7 +166,8 @@ class TargetSupervisor:
             if self._failed.get(pid) != failure:
                 self.state.records.watcher_failed(pid, error)
             self._failed[pid] = failure
-            self._retry_next_step.add(pid)
+            retry.add(pid)
+        self._retry_next_step = frozenset(retry) if retry else _NO_PIDS
 
     def _report_resolution(self, resolution: Resolution) -> None:
         """Say once when a target has nothing to watch or its locator fails, not every tick."""
