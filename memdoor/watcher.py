@@ -26,7 +26,7 @@ from memdoor.emitter import ProcessRecords
 from memdoor.oom.group import GroupVictim
 from memdoor.oom.witness import KillWitness
 from memdoor.render.owner import owner_dict
-from memdoor.watch.context import TargetState
+from memdoor.watch.context import Services, TargetState
 from memdoor.watch.evidence import KEEP_NEAR_RATIO, EvidenceKeeper, PidReused, Taken
 from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
@@ -40,6 +40,17 @@ GONE_REASONS = {
 }
 
 
+def _witness_of(identity: ProcessIdentity, services: Services) -> KillWitness:
+    """The process's kill witness, told what the daemon's watchers share."""
+    return KillWitness(
+        identity,
+        services.kernel_log,
+        services.neighbour_kills,
+        services.oomd,
+        services.parent_kills,
+    )
+
+
 class ProcessWatcher:
     def __init__(self, state: TargetState, identity: ProcessIdentity) -> None:
         services = state.services
@@ -47,13 +58,7 @@ class ProcessWatcher:
         self.pid = identity.pid
         self.identity = identity
         self.records = ProcessRecords(state.records, identity)
-        self.witness = KillWitness(
-            identity,
-            services.kernel_log,
-            services.neighbour_kills,
-            services.oomd,
-            services.parent_kills,
-        )
+        self.witness = _witness_of(identity, services)
         self.tracker: Optional[LimitTracker] = None
         self.files = KeptProcess(self.pid, services.proc)
         self.meter = ThresholdMeter(state.target, self.files, services.mem_total)
@@ -136,10 +141,9 @@ class ProcessWatcher:
             return
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
-        grid = self._grid
-        if grid is None or grid.loop is not loop:
-            grid = self._grid = wake_grid()
-        timer = grid.call_later(delay, self.wake)
+        if self._grid is None or self._grid.loop is not loop:
+            self._grid = wake_grid()
+        timer = self._grid.call_later(delay, self.wake)
         try:
             await self._waiter
         finally:
@@ -177,8 +181,7 @@ class ProcessWatcher:
 
     def next_delay(self, ratio: float) -> float:
         """Twice the interval when far below, shrinking to min_interval at the threshold."""
-        target = self.state.target
-        interval, floor = target.interval, target.min_interval
+        interval, floor = self.target.interval, self.target.min_interval
         if ratio >= 1:
             return floor
         if ratio <= 0.5:
