@@ -59,7 +59,7 @@ class PackedSnapshot:
     reads back what this process wrote. Each pickle repeats the same class and
     field names, library paths and cgroup files as every other: compressed
     against a dictionary, the first snapshot packed, a sleeping process's 2.2 KiB
-    become under 0.5 when the first was another sleeping one. Whatever that first
+    become about 0.6 when the first was another sleeping one. Whatever that first
     snapshot held, the dictionary only makes the others smaller or not; each
     packed snapshot keeps a reference to the one it was compressed against.
     """
