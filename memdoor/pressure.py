@@ -31,7 +31,6 @@ import ctypes.util
 import errno
 import os
 import select
-from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
 from memdoor.collect.reading import Unreadable, unreadable_from_oserror
@@ -57,27 +56,48 @@ def _eventfd() -> int:
     return int(fd)
 
 
-@dataclass
 class _Source:
     """One notification: fds[0] is polled for events (EPOLLPRI for PSI and kernfs,
     which always poll readable; EPOLLIN for an eventfd); the other fds stay open
     because closing them would cancel the registration."""
 
-    kind: str
-    fds: list[int]
-    events: int
-    rearm: Optional[Callable[[], None]]
-    wakes: list[Wake] = field(default_factory=list)
+    __slots__ = ("events", "fds", "kind", "rearm", "wakes")
+
+    def __init__(
+        self, kind: str, fds: list[int], events: int, rearm: Optional[Callable[[], None]]
+    ) -> None:
+        self.kind = kind
+        self.fds = fds
+        self.events = events
+        self.rearm = rearm
+        self.wakes: list[Wake] = []
 
 
-@dataclass(frozen=True)
 class Subscription:
-    """One wake-up registered: its kind, for records, and how to drop it."""
+    """One wake-up registered: its kind, for records, and cancel() to drop it.
 
-    __slots__ = ("cancel", "kind")
+    Every watcher holds a few (a thousand targets, a few thousand): one small
+    object each, where a closure over the same four names took three.
+    """
 
-    kind: str
-    cancel: Callable[[], None]
+    __slots__ = ("_hub", "_key", "_source", "_wake", "kind")
+
+    def __init__(
+        self,
+        kind: str,
+        hub: PressureHub,
+        key: tuple[str, str, int],
+        source: _Source,
+        wake: Wake,
+    ) -> None:
+        self.kind = kind
+        self._hub = hub
+        self._key = key
+        self._source = source
+        self._wake = wake
+
+    def cancel(self) -> None:
+        self._hub.cancel(self._key, self._source, self._wake)
 
 
 class PressureHub:
@@ -124,9 +144,9 @@ class PressureHub:
                 self._by_fd[fd] = source
                 self._epoll.register(fd, source.events)
         source.wakes.append(wake)
-        return Subscription(source.kind, lambda: self._cancel(key, source, wake))
+        return Subscription(source.kind, self, key, source, wake)
 
-    def _cancel(self, key: tuple[str, str, int], source: _Source, wake: Wake) -> None:
+    def cancel(self, key: tuple[str, str, int], source: _Source, wake: Wake) -> None:
         """Drop one wake; the last one closes the source (and so the registration)."""
         if wake in source.wakes:
             source.wakes.remove(wake)

@@ -16,6 +16,7 @@ event loop, whatever the file system does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import traceback
 from typing import Optional
@@ -27,6 +28,9 @@ from memdoor.oom.nearby import Placement, WatchedProcess
 from memdoor.resolve import ExeNarrowing, Resolution, resolve
 from memdoor.watch.context import TargetState
 from memdoor.watcher import ProcessWatcher
+
+# What most supervisors retry: one empty frozenset for all (an empty set is 216 bytes).
+_NO_PIDS: frozenset[int] = frozenset()
 
 
 class TargetSupervisor:
@@ -44,7 +48,7 @@ class TargetSupervisor:
         # adopted again without a second target_found, the same error not said again.
         self._failed: dict[int, tuple[int, str]] = {}
         # Pids whose watcher failed in this step: adopted again on the next one.
-        self._retry_next_step: set[int] = set()
+        self._retry_next_step = _NO_PIDS
 
     @property
     def name(self) -> str:
@@ -61,7 +65,7 @@ class TargetSupervisor:
                 else:
                     # Nothing to resolve until that one process ends (or its watcher fails).
                     self._idle = True
-                    await asyncio.wait({watched})
+                    await _ended(watched)
                     self._idle = False
         finally:
             for _watcher, task in self.watchers.values():
@@ -148,7 +152,7 @@ class TargetSupervisor:
     def _reap(self) -> None:
         """Drop finished watchers: a process that ended is not adopted again while its
         locator names it; one whose watcher died of a bug is, on the next step."""
-        self._retry_next_step = set()
+        retry: set[int] = set()
         for pid, (watcher, task) in list(self.watchers.items()):
             if not task.done():
                 continue
@@ -162,7 +166,8 @@ class TargetSupervisor:
             if self._failed.get(pid) != failure:
                 self.state.records.watcher_failed(pid, error)
             self._failed[pid] = failure
-            self._retry_next_step.add(pid)
+            retry.add(pid)
+        self._retry_next_step = frozenset(retry) if retry else _NO_PIDS
 
     def _report_resolution(self, resolution: Resolution) -> None:
         """Say once when a target has nothing to watch or its locator fails, not every tick."""
@@ -207,6 +212,24 @@ class TargetSupervisor:
             for watcher, task in self.watchers.values()
             if not task.done()
         )
+
+
+async def _ended(task: asyncio.Task[None]) -> None:
+    """Wait for task to end, neither taking its outcome (_reap does) nor cancelling it
+    when the wait is: asyncio.wait({task}), with one future where that makes a set, a
+    closure and two coroutines (every fixed-pid target waits so for as long as it runs)."""
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    release = functools.partial(_release, finished)
+    task.add_done_callback(release)
+    try:
+        await finished
+    finally:
+        task.remove_done_callback(release)
+
+
+def _release(finished: asyncio.Future[None], _task: object) -> None:
+    if not finished.done():
+        finished.set_result(None)
 
 
 def _described(error: BaseException) -> str:

@@ -26,11 +26,11 @@ from memdoor.emitter import ProcessRecords
 from memdoor.oom.group import GroupVictim
 from memdoor.oom.witness import KillWitness
 from memdoor.render.owner import owner_dict
-from memdoor.watch.context import TargetState
+from memdoor.watch.context import Services, TargetState
 from memdoor.watch.evidence import KEEP_NEAR_RATIO, EvidenceKeeper, PidReused, Taken
 from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
-from memdoor.watch.wake_grid import wake_grid
+from memdoor.watch.wake_grid import WakeGrid, wake_grid
 from memdoor.watch.wakeups import Wakeups
 
 GONE_REASONS = {
@@ -40,6 +40,17 @@ GONE_REASONS = {
 }
 
 
+def _witness_of(identity: ProcessIdentity, services: Services) -> KillWitness:
+    """The process's kill witness, told what the daemon's watchers share."""
+    return KillWitness(
+        identity,
+        services.kernel_log,
+        services.neighbour_kills,
+        services.oomd,
+        services.parent_kills,
+    )
+
+
 class ProcessWatcher:
     def __init__(self, state: TargetState, identity: ProcessIdentity) -> None:
         services = state.services
@@ -47,9 +58,7 @@ class ProcessWatcher:
         self.pid = identity.pid
         self.identity = identity
         self.records = ProcessRecords(state.records, identity)
-        self.witness = KillWitness(
-            identity, services.kernel_log, services.neighbour_kills, services.oomd
-        )
+        self.witness = _witness_of(identity, services)
         self.tracker: Optional[LimitTracker] = None
         self.files = KeptProcess(self.pid, services.proc)
         self.meter = ThresholdMeter(state.target, self.files, services.mem_total)
@@ -62,6 +71,8 @@ class ProcessWatcher:
         # What target_found warns of (a threshold no report can reach), found by attach().
         self.warnings: list[str] = []
         self._waiter: Optional[asyncio.Future[None]] = None
+        # The running loop's wake grid, looked up once rather than every tick.
+        self._grid: Optional[WakeGrid] = None
         self._woken = False
         self._next_emit_at = 0.0
 
@@ -81,7 +92,7 @@ class ProcessWatcher:
             if isinstance(place, Unreadable):
                 problems.append(place)
             else:
-                self.tracker = self.meter.tracker = LimitTracker(place)
+                self.tracker = self.meter.tracker = LimitTracker(place, services.limits)
                 problem = self.tracker.refresh()
                 if problem is not None:
                     problems.append(problem)
@@ -128,8 +139,11 @@ class ProcessWatcher:
         if self._woken:
             self._woken = False
             return
-        self._waiter = asyncio.get_running_loop().create_future()
-        timer = wake_grid().call_later(delay, self.wake)
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        if self._grid is None or self._grid.loop is not loop:
+            self._grid = wake_grid()
+        timer = self._grid.call_later(delay, self.wake)
         try:
             await self._waiter
         finally:
@@ -150,10 +164,11 @@ class ProcessWatcher:
         self.wakeups.follow_limit(self.tracker)
         if self.meter.fallback_news():
             self.records.threshold_fallback()
+        target = self.state.target
         if measure is None:
-            return self.target.interval
+            return target.interval
         self.growth.add(measure.base, time.monotonic(), measure.kb)
-        ratio = measure.percent / self.target.threshold
+        ratio = measure.percent / target.threshold
         if ratio >= 1:
             await self._above(measure)
         else:

@@ -42,6 +42,20 @@ def test_a_packed_snapshot_unpacks_equal_and_renders_the_same(
     )
 
 
+def test_snapshots_packed_against_the_first_ones_dictionary_unpack_equal(
+    spawn_workload: SpawnWorkload,
+) -> None:
+    small = spawn_workload("--touch-mb", "1")
+    large = spawn_workload("--touch-mb", "8", "--mappings", "200", "--tcp-pairs", "3")
+    snapshots = [take_snapshot(small.pid), take_snapshot(large.pid), take_snapshot(small.pid)]
+    assert all(snapshot.identity is not None for snapshot in snapshots)
+    packed = [PackedSnapshot(snapshot) for snapshot in snapshots]
+    # One dictionary for all: whichever snapshot was packed first in this process.
+    assert len({id(one._zdict) for one in packed}) == 1
+    for one, snapshot in zip(packed, snapshots):
+        assert one.unpack() == snapshot
+
+
 def test_far_below_the_threshold_the_kill_record_comes_from_the_packed_snapshot(
     spawn_workload: SpawnWorkload,
 ) -> None:

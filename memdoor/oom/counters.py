@@ -32,6 +32,8 @@ from memdoor.collect.reading import Unreadable
 # How often the parent's counter is read again while the process lives: its
 # baseline, so a kill of a sibling minutes ago is not taken for this one's.
 PARENT_REBASE_SECONDS = 5.0
+# Past this many parents remembered, the readings too old to share are let go.
+_PARENTS_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,42 @@ class CounterRise:
         return before is not None and after is not None and after > before
 
 
+class ParentKillCounts:
+    """The v2 parents' hierarchical kill counts, the baselines of the processes below.
+
+    A reading under PARENT_REBASE_SECONDS old serves every watched process under
+    that parent: a thousand processes of one slice read its memory.events once
+    every few seconds rather than two hundred times a second. A reading taken
+    before a process was last seen alive is a baseline for it as much as its own.
+    """
+
+    __slots__ = ("_read",)
+
+    def __init__(self) -> None:
+        # parent directory -> (when it was read, what it counted: None if unreadable).
+        self._read: dict[str, tuple[float, Optional[OomKillCount]]] = {}
+
+    def baseline(self, parent: str, now: float) -> Optional[OomKillCount]:
+        """The parent's count read at most PARENT_REBASE_SECONDS before now."""
+        read = self._read.get(parent)
+        if read is not None and now - read[0] < PARENT_REBASE_SECONDS:
+            return read[1]
+        counted = read_subtree_oom_kills(parent)
+        if len(self._read) >= _PARENTS_KEPT:
+            self._read = {
+                directory: kept
+                for directory, kept in self._read.items()
+                if now - kept[0] < PARENT_REBASE_SECONDS
+            }
+        self._read[parent] = (now, None if isinstance(counted, Unreadable) else counted)
+        return self._read[parent][1]
+
+
 class CgroupKillCounters:
-    def __init__(self, place: MemoryCgroup) -> None:
+    __slots__ = ("_latest", "_parent", "_parent_before", "_parents", "before", "place")
+
+    def __init__(self, place: MemoryCgroup, parents: Optional[ParentKillCounts] = None) -> None:
+        """parents: the daemon's, shared by every watched process; without, its own."""
         self.place = place
         # The own counter when the process was last seen alive and not dying.
         self.before: Optional[int] = None
@@ -56,7 +92,9 @@ class CgroupKillCounters:
         self._latest: Optional[OomKillCount] = None
         self._parent = _parent_directory(place)
         self._parent_before: Optional[OomKillCount] = None
-        self._parent_read_at = 0.0
+        self._parents = None
+        if self._parent is not None:
+            self._parents = ParentKillCounts() if parents is None else parents
 
     def alive(self, own: Optional[int]) -> None:
         """The process was seen alive without SIGKILL pending: every kill counted up
@@ -64,11 +102,8 @@ class CgroupKillCounters:
         known = [count for count in (own, self._latest and self._latest.kills) if count is not None]
         if known:
             self.before = max(known)
-        now = time.monotonic()
-        if self._parent is not None and now - self._parent_read_at >= PARENT_REBASE_SECONDS:
-            self._parent_read_at = now
-            counted = read_subtree_oom_kills(self._parent)
-            self._parent_before = None if isinstance(counted, Unreadable) else counted
+        if self._parent is not None and self._parents is not None:
+            self._parent_before = self._parents.baseline(self._parent, time.monotonic())
 
     def changed(self) -> bool:
         """The own counter file signalled: read it now, while the cgroup exists.

@@ -17,7 +17,7 @@ from typing import Optional
 
 from memdoor.collect.cgroup import MemoryCgroup
 from memdoor.collect.identity import CLOCK_TICKS, ProcessIdentity, ProcessTask
-from memdoor.oom.counters import CgroupKillCounters, CounterRise
+from memdoor.oom.counters import CgroupKillCounters, CounterRise, ParentKillCounts
 from memdoor.oom.kernel_log import KernelLog, boottime_offset_usec
 from memdoor.oom.kill import Kill
 from memdoor.oom.nearby import NeighbourKillCounter
@@ -37,17 +37,36 @@ SETTLE_STEP_SECONDS = 0.05
 
 
 class KillWitness:
+    __slots__ = (
+        "_alive_at_serial",
+        "_identity",
+        "_kernel_log",
+        "_neighbour_kills",
+        "_oomd",
+        "_oomd_kill",
+        "_parents",
+        "_report",
+        "_rise",
+        "_threads",
+        "cgroup",
+        "counters",
+        "oomd_marks",
+    )
+
     def __init__(
         self,
         identity: ProcessIdentity,
         kernel_log: KernelLog,
         neighbour_kills: NeighbourKillCounter,
         oomd: Optional[OomdHub] = None,
+        parents: Optional[ParentKillCounts] = None,
     ) -> None:
+        """parents: the v2 parents' kill counts the daemon's watchers share."""
         self._identity = identity
         self._kernel_log = kernel_log
         self._neighbour_kills = neighbour_kills
         self._oomd = oomd
+        self._parents = parents
         # systemd-oomd's marks on the cgroup (v2 only: oomd needs the unified hierarchy).
         self.oomd_marks: Optional[CgroupOomdMarks] = None
         # The process's memory cgroup and its counters, once its watcher found it.
@@ -56,8 +75,9 @@ class KillWitness:
         # The kernel log's serial when the process was last seen alive and not yet
         # sent SIGKILL: no kill report up to it can be this process's.
         self._alive_at_serial = 0
-        # The latest threads it was read through after its leader exited.
-        self._threads: deque[int] = deque(maxlen=THREADS_KEPT)
+        # The latest threads it was read through after its leader exited; made for the
+        # few processes whose leader exits (a deque is 600 bytes, a thousand targets).
+        self._threads: Optional[deque[int]] = None
         self._report: Optional[OomKillReport] = None
         # What the cgroup said when the process was found gone (gone()).
         self._rise: Optional[CounterRise] = None
@@ -67,7 +87,7 @@ class KillWitness:
         """The process's cgroup and its first counter reading; without the kernel log,
         neighbours' kills there are counted from that reading on."""
         self.cgroup = cgroup
-        self.counters = CgroupKillCounters(cgroup)
+        self.counters = CgroupKillCounters(cgroup, self._parents)
         self.counters.alive(oom_kills)
         if self._kernel_log.unavailable is not None and oom_kills is not None:
             self._neighbour_kills.track(cgroup.directory, oom_kills)
@@ -89,8 +109,12 @@ class KillWitness:
         no kill until then was this process's. A thread read through is kept, as the
         kernel log names a process whose leader exited by the thread the killer found
         the memory on."""
-        if task.tid != self._identity.pid and task.tid not in self._threads:
-            self._threads.append(task.tid)
+        if task.tid != self._identity.pid:
+            threads = self._threads
+            if threads is None:
+                threads = self._threads = deque(maxlen=THREADS_KEPT)
+            if task.tid not in threads:
+                threads.append(task.tid)
         if task.stat.kill_pending:
             return
         self._alive_at_serial = watermark
@@ -114,7 +138,7 @@ class KillWitness:
                 identity.name,
                 None if self.cgroup is None else self.cgroup.path,
                 self._alive_at_serial,
-                tuple(self._threads),
+                () if self._threads is None else tuple(self._threads),
             )
         return self._report
 

@@ -8,12 +8,14 @@ from typing import Optional
 from memdoor.collect.cgroup import CgroupMounts
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import TargetRecords
+from memdoor.oom.counters import ParentKillCounts
 from memdoor.oom.group import GroupKills
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.oom.nearby import NeighbourKillCounter
 from memdoor.oom.oomd import OomdHub
 from memdoor.pressure import PressureHub
 from memdoor.system_memory import MemTotal
+from memdoor.watch.measure import LimitLookups
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Services:
     oomd: OomdHub = field(default_factory=OomdHub)
     # The watched victims of each memory.oom.group kill, for one record.
     group_kills: GroupKills = field(default_factory=GroupKills)
+    # Cgroup limit lookups, shared by the watchers of processes in one cgroup.
+    limits: LimitLookups = field(default_factory=LimitLookups)
+    # The v2 parents' kill counts, the baselines of the processes below each.
+    parent_kills: ParentKillCounts = field(default_factory=ParentKillCounts)
 
 
 @dataclass

@@ -51,15 +51,15 @@ class _InSlot:
 class WakeGrid:
     """The slots of one event loop: end time -> the wake-ups due then, in order."""
 
-    __slots__ = ("_loop", "_slots")
+    __slots__ = ("_slots", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._slots: dict[float, dict[Wake, None]] = {}
 
     def call_later(self, delay: float, wake: Wake) -> Cancellable:
         """Call wake after delay (on the grid when it is long enough); cancel() to drop it."""
-        loop = self._loop
+        loop = self.loop
         when = wake_time(loop.time(), delay)
         if delay < COALESCE_FROM:
             return loop.call_at(when, wake)
@@ -76,7 +76,7 @@ class WakeGrid:
             try:
                 wake()
             except Exception as exc:  # reported as the loop reports a failed callback
-                self._loop.call_exception_handler(
+                self.loop.call_exception_handler(
                     {"message": "a watcher's wake-up failed", "exception": exc}
                 )
 

@@ -67,6 +67,45 @@ def test_a_kept_stat_answers_like_check_process_and_reads_statm_like_read_rss_kb
             kept.close()
 
 
+# Touches 8 MiB more for each line read, and says so.
+_GROWER = (
+    "import sys\n"
+    "kept = []\n"
+    "print('ready', flush=True)\n"
+    "for _ in sys.stdin:\n"
+    "    kept.append(b'x' * (8 << 20))\n"
+    "    print('grown', flush=True)\n"
+)
+
+
+def test_a_kept_statm_follows_a_process_that_grows_between_reads() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _GROWER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    kept = KeptProcess(child.pid)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        seen = []
+        for _ in range(3):
+            liveness = kept.check(None, start_ticks(child.pid))
+            assert liveness.task is not None
+            rss_kb = kept.rss_kb(liveness.task)
+            assert rss_kb == read_rss_kb(child.pid)
+            # The same figure read again, the process at rest.
+            assert kept.rss_kb(liveness.task) == rss_kb
+            seen.append(rss_kb)
+            child.stdin.write("grow\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "grown\n"
+        assert isinstance(seen[0], int) and isinstance(seen[-1], int)
+        assert seen[-1] >= seen[0] + 2 * 8 * 1024
+    finally:
+        kept.close()
+        child.kill()
+        child.wait()
+
+
 def test_a_kept_stat_fails_once_its_process_is_gone_and_the_verdict_is_exited() -> None:
     with sleeper() as child:
         kept = KeptProcess(child.pid)

@@ -18,7 +18,12 @@ from memdoor.collect.cgroup import MemoryCgroup, find_cgroup_mounts, memory_cgro
 from memdoor.collect.reading import Unreadable
 from memdoor.lab.memory_cgroup import live_memory_cgroup
 from memdoor.lab.workload import MIB
-from memdoor.oom.counters import CgroupKillCounters, CounterRise
+from memdoor.oom.counters import (
+    PARENT_REBASE_SECONDS,
+    CgroupKillCounters,
+    CounterRise,
+    ParentKillCounts,
+)
 
 
 def write_events(directory: Path, name: str, kills: int) -> None:
@@ -81,6 +86,32 @@ def test_a_kill_counted_while_the_process_lived_is_not_its_own(unit: MemoryCgrou
     shutil.rmtree(unit.directory)
     rise = counters.at_exit()
     assert rise.before == 1 and (rise.after is None or rise.after <= 1), rise
+
+
+def test_processes_under_one_parent_share_its_reading_while_it_is_recent(
+    unit: MemoryCgroup, tmp_path: Path
+) -> None:
+    parent = Path(unit.directory).parent
+    sibling_dir = parent / "other.service"
+    sibling_dir.mkdir()
+    sibling = MemoryCgroup(2, str(sibling_dir), str(tmp_path), "/system.slice/other.service")
+    parents = ParentKillCounts()
+    first = parents.baseline(str(parent), 100.0)
+    assert first is not None and first.kills == 2
+    write_events(parent, "memory.events", 3)
+    # Read again only once the reading is PARENT_REBASE_SECONDS old.
+    assert parents.baseline(str(parent), 100.0 + PARENT_REBASE_SECONDS / 2) is first
+    later = parents.baseline(str(parent), 100.0 + PARENT_REBASE_SECONDS)
+    assert later is not None and later.kills == 3
+    # Both processes' baselines come from the shared reading; each exit reads anew.
+    counters = [CgroupKillCounters(unit, parents), CgroupKillCounters(sibling, parents)]
+    for one in counters:
+        one.alive(0)
+    shutil.rmtree(unit.directory)
+    shutil.rmtree(sibling_dir)
+    write_events(parent, "memory.events", 4)
+    events = str(parent / "memory.events")
+    assert [one.at_exit() for one in counters] == [CounterRise(3, 4, events)] * 2
 
 
 def test_v1_has_no_hierarchical_parent(tmp_path: Path) -> None:
