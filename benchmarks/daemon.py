@@ -2,7 +2,8 @@
 
 Starts N sleeping processes, a daemon watching each as its own target (pid,
 threshold 99, interval 1 s), lets it settle, then measures its CPU (percent of
-one core, from /proc/PID/stat utime+stime) and RSS over the run.
+one core, from /proc/PID/stat utime+stime) over the run, and its memory at the
+end: RSS, its anonymous and file-backed parts, and PSS.
 
     python benchmarks/daemon.py [--targets 200] [--seconds 60]
 """
@@ -30,12 +31,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS with its anonymous and file-backed parts (status), and PSS (smaps_rollup).
+
+    The file-backed part is mostly the interpreter's and libraries' code, shared
+    with every other process that maps them; PSS charges the daemon its share.
+    """
+    figures = {}
+    for name in ("status", "smaps_rollup"):
+        with open(f"/proc/{pid}/{name}") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile", "Pss"):
+                    figures[key] = int(rest.split()[0])
+    return figures
 
 
 def main() -> int:
@@ -73,7 +82,11 @@ def main() -> int:
             wall = time.monotonic() - wall_before
             print(f"{args.targets} targets below threshold, 1 s interval, {wall:.0f} s measured")
             print(f"daemon CPU: {cpu * 100 / wall:.2f}% of one core ({cpu:.2f} s CPU)")
-            print(f"daemon RSS: {rss_kb(daemon.pid) / 1024:.1f} MiB")
+            memory = {key: kb / 1024 for key, kb in memory_kb(daemon.pid).items()}
+            print(
+                f"daemon RSS: {memory['VmRSS']:.1f} MiB (anonymous {memory['RssAnon']:.1f}, "
+                f"files {memory['RssFile']:.1f}); PSS {memory['Pss']:.1f} MiB"
+            )
     finally:
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
