@@ -11,7 +11,10 @@ Each line splits the CPU into user (Python) and sys (the kernel generating
 section is measured alone both ways too: a NETLINK_SOCK_DIAG dump and the
 /proc/PID/net text. The variants run alternately, so a machine that gets
 busier half-way weighs on all alike. Then the record's mapping summary, the
-seed's text report, the per-tick poll and the collector's peak RSS.
+maps text's parse alone (the Python of the mappings section), the seed's text
+report, the per-tick poll and the collector's peak RSS. The user/sys split of
+one run is the kernel's estimate (it moves by a few ms between runs of the
+same snapshot); the total is the figure to compare.
 
     python benchmarks/snapshot.py [--runs 9] [--mappings 20000] [--connections 2000]
 """
@@ -29,15 +32,23 @@ from unittest import mock
 from memdoor.collect.connections import read_connections
 from memdoor.collect.identity import read_stat
 from memdoor.collect.memory import read_rss_kb
-from memdoor.collect.pagemap import read_resident_mappings, read_smaps_mappings
-from memdoor.collect.reading import Unreadable
+from memdoor.collect.pagemap import (
+    PAGE_SIZE,
+    first_and_last_address,
+    read_resident_mappings,
+    read_smaps_mappings,
+    scan_present,
+)
+from memdoor.collect.reading import Unreadable, read_bytes
 from memdoor.lab.workload_parent import start_workload
+from memdoor.procfs.mapping_table import collector_paused
+from memdoor.procfs.pagemap import parse_maps_with_resident
 from memdoor.render.seed_text import full_report
 from memdoor.render.summary import summarize_mappings
 from memdoor.snapshot import Snapshot, take_snapshot
 from memdoor.system_memory import MemTotal
 
-ReadMappings = Callable[[int, list[Unreadable]], object]
+ReadMappings = Callable[[int, list[Unreadable], str], object]
 
 
 class Path(NamedTuple):
@@ -117,7 +128,7 @@ def main() -> int:
         sockets: dict[str, list[Cost]] = {path: [] for path in SOCKET_PATHS}
         for _ in range(args.runs):
             for name, path in PATHS.items():
-                section[name].append(cpu(functools.partial(path.read, pid, [])))
+                section[name].append(cpu(functools.partial(path.read, pid, [], "/proc")))
                 full[name].append(cpu(functools.partial(snapshot_by, path)))
             for name, dump in SOCKET_PATHS.items():
                 sockets[name].append(cpu(functools.partial(connections_by, dump)))
@@ -127,6 +138,19 @@ def main() -> int:
             [cpu(lambda: summarize_mappings(unbuilt.mappings or [], 20)) for _ in range(args.runs)]
         )
         seed = median([cpu(lambda: full_report(snapshot, "/exe")) for _ in range(args.runs)])
+        maps = read_bytes(f"/proc/{pid}/maps")
+        assert isinstance(maps, bytes)
+        vector = scan_present(f"/proc/{pid}/pagemap", *first_and_last_address(maps))
+        assert isinstance(vector, bytes)
+
+        def parse(rows: bool) -> None:
+            with collector_paused():
+                parse_maps_with_resident(maps, PAGE_SIZE, vector, rows)
+
+        parses = {
+            rows: median([cpu(functools.partial(parse, rows)) for _ in range(args.runs)])
+            for rows in (False, True)
+        }
         polls = [cpu(poll, repeat=1000).total_ms for _ in range(args.runs)]
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(
@@ -135,15 +159,15 @@ def main() -> int:
             f"RSS {snapshot.memory.rss_kb if snapshot.memory else '?'} kB"
         )
         print(f"full snapshot, median of {args.runs} runs each, the paths alternating:")
-        for path in PATHS:
-            cost, alone = median(full[path]), median(section[path])
-            totals = [c.total_ms for c in full[path]]
+        for name in PATHS:
+            cost, alone = median(full[name]), median(section[name])
+            totals = [c.total_ms for c in full[name]]
             print(
-                f"  {path:21} {cost.total_ms:7.2f} ms CPU = user {cost.user_ms:6.2f} + "
+                f"  {name:21} {cost.total_ms:7.2f} ms CPU = user {cost.user_ms:6.2f} + "
                 f"sys {cost.sys_ms:6.2f} (kernel {100 * cost.sys_ms / cost.total_ms:3.0f}%); "
                 f"min {min(totals):.2f}, max {max(totals):.2f}; mappings section alone "
                 f"{alone.total_ms:6.2f} (user {alone.user_ms:.2f} + sys {alone.sys_ms:.2f}); "
-                f"mappings_source {sources[path]}"
+                f"mappings_source {sources[name]}"
             )
         print("sockets section alone (fd links and the tables), median of the same runs:")
         for name in SOCKET_PATHS:
@@ -155,6 +179,11 @@ def main() -> int:
         print(
             f"mapping summary of a record (from the unbuilt rows' columns): "
             f"{summary.total_ms:.2f} ms CPU"
+        )
+        print(
+            "maps text and scan vector parsed alone (no reads): "
+            f"{parses[False].total_ms:.2f} ms CPU as columns, "
+            f"{parses[True].total_ms:.2f} ms with every mapping's row"
         )
         print(f"seed text report (every mapping and socket listed): {seed.total_ms:.2f} ms CPU")
         print(
