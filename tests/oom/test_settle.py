@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -25,6 +25,7 @@ from memdoor.emitter import DaemonRecords
 from memdoor.oom.counters import CounterRise
 from memdoor.oom.group import GatheredGroupKill, GroupKills, GroupVictim
 from memdoor.oom.kernel_log import GroupKill, KernelLog
+from memdoor.oom.kill import Kill
 from memdoor.oom.kmsg_reader import KmsgReader
 from memdoor.oom.nearby import NeighbourKillCounter
 from memdoor.oom.witness import SETTLE_SECONDS, KillWitness
@@ -104,21 +105,29 @@ def witness_of(identity: ProcessIdentity, log: KernelLog) -> KillWitness:
     return KillWitness(identity, log, NeighbourKillCounter())
 
 
+def verdict_after_late_line(
+    witness: KillWitness, reader: FedReader, delay: float, line: str
+) -> Optional[Kill]:
+    """The witness's verdict on its process gone, the kernel's line coming delay
+    seconds later while the verdict waits (settle)."""
+
+    async def scenario() -> Optional[Kill]:
+        witness.gone()
+        asyncio.get_running_loop().call_later(delay, reader.feed, line)
+        await witness.settle()
+        return witness.verdict()
+
+    return asyncio.run(scenario())
+
+
 def test_a_verdict_waits_for_the_rest_of_its_group_kill(processes) -> None:
     first, second = sleeper(processes), sleeper(processes)
     log, reader = kernel_log_fed()
     witness = witness_of(first, log)
     reader.feed(killed_line(1, first.pid))
     reader.feed(announcement(2))
-
-    async def scenario() -> Any:
-        witness.gone()
-        # The next member's line comes while the verdict waits.
-        asyncio.get_running_loop().call_later(0.15, reader.feed, killed_line(3, second.pid))
-        await witness.settle()
-        return witness.verdict()
-
-    kill = asyncio.run(scenario())
+    # The next member's line comes while the verdict waits.
+    kill = verdict_after_late_line(witness, reader, 0.15, killed_line(3, second.pid))
     assert kill is not None and kill.group is not None
     assert kill.group.pids == [first.pid, second.pid]
     assert kill.fields(first.pid)["group_pids"] == [first.pid, second.pid]
@@ -130,14 +139,7 @@ def test_a_kill_the_counter_told_of_first_gets_the_kernels_line(processes) -> No
     log, reader = kernel_log_fed()
     witness = witness_of(victim, log)
     witness.counters = RisenCounter()  # type: ignore[assignment]
-
-    async def scenario() -> Any:
-        witness.gone()
-        asyncio.get_running_loop().call_later(0.2, reader.feed, killed_line(1, victim.pid))
-        await witness.settle()
-        return witness.verdict()
-
-    kill = asyncio.run(scenario())
+    kill = verdict_after_late_line(witness, reader, 0.2, killed_line(1, victim.pid))
     assert kill is not None
     assert kill.sources == ["kmsg", "cgroup_counter"]
 
