@@ -17,7 +17,7 @@ from itertools import repeat
 from typing import Optional, Union, overload
 
 from memdoor.procfs.errors import ParseError
-from memdoor.procfs.maps import Mapping, Names
+from memdoor.procfs.maps import HEADER_FIELDS, Mapping, Names
 
 # One maps line, matched whole (maps.HEADER's fields, the newline included):
 # COLUMNS captures start, end and path, ROWS every field. The path's group
@@ -27,9 +27,7 @@ _PATH = rb"(?: +|(?=\n))([^\n]*)\n"
 COLUMNS = re.compile(
     rb"([0-9a-f]+)-([0-9a-f]+) [-rwxsp]{4} [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ \d+" + _PATH
 )
-ROWS = re.compile(
-    rb"([0-9a-f]+)-([0-9a-f]+) ([-rwxsp]{4}) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)" + _PATH
-)
+ROWS = re.compile(HEADER_FIELDS + _PATH)
 # The fields a summary does not need, one match per header of the text the
 # columns came from.
 _REST = re.compile(rb"\n[0-9a-f]+-[0-9a-f]+ ([-rwxsp]{4}) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)")
