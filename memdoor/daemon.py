@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from memdoor.collect.cgroup import CgroupMounts, find_cgroup_mounts
 from memdoor.collect.reading import Unreadable
-from memdoor.config import Config, ConfigError, effective_targets, load_config
+from memdoor.config import Config, ConfigError, RunningConfig, load_config, running_config
 from memdoor.emitter import DaemonRecords
 from memdoor.notify import Notifier, Watchdog
 from memdoor.oom.kernel_log import KernelLog
@@ -88,7 +88,7 @@ class Daemon:
     def __init__(
         self,
         config_path: Optional[str],
-        config: Config,
+        config: RunningConfig,
         proc: str = "/proc",
         stdout_view: StdoutView = "auto",
     ) -> None:
@@ -107,7 +107,7 @@ class Daemon:
         # Opened once: every dispatcher a reload builds shares them.
         self.stdout = StdoutSink(view=stdout_view)
         self.stderr = stderr_notices()
-        self.dispatcher = build_dispatcher(config, self.stdout, self.stderr)
+        self.dispatcher = build_dispatcher(config.settings, self.stdout, self.stderr)
         self.records = self._records_for(self.dispatcher)
         self.notifier = Notifier(self.records.notify_failed)
         self.targets = Targets(self.services)
@@ -142,11 +142,13 @@ class Daemon:
             self.services,
             self.targets,
             lambda: self.records,
-            lambda: self.config.daemon.redact_cmdline,
+            lambda: self.config.settings.daemon.redact_cmdline,
         )
         if self.services.pressure is not None:
             self.services.pressure.start(loop)
-        sinks = [choice.to_dict() for choice in choose_sinks(self.config, self.stdout).values()]
+        sinks = [
+            choice.to_dict() for choice in choose_sinks(self.config.settings, self.stdout).values()
+        ]
         for sink in sinks:
             if sink["state"] == "unavailable":
                 self.dispatcher.notice(f"sink {sink['name']} unavailable: {sink['detail']}")
@@ -161,7 +163,7 @@ class Daemon:
         if kernel_log.unavailable is not None:
             helpers.append(loop.create_task(self._count_neighbour_kills()))
         self.notifier.ready(self.status_line())
-        self.watchdog.set_enabled(self.config.daemon.watchdog)
+        self.watchdog.set_enabled(self.config.settings.daemon.watchdog)
         try:
             while not self._stop.is_set():
                 reload_wait = loop.create_task(self._reload_requested.wait())
@@ -225,37 +227,36 @@ class Daemon:
         """Apply a new config; an invalid one is reported and the running one stays."""
         self.notifier.reloading()
         try:
-            new_config = load_config(self.config_path) if self.config_path else self.config
+            new_config = (
+                running_config(load_config(self.config_path)) if self.config_path else self.config
+            )
         except ConfigError as exc:
             self.records.config_invalid(exc, "reload rejected, the running configuration stays")
             self.notifier.ready(self.status_line())
             return
-        settings = changed_settings(self.config, new_config)
-        if new_config.sinks != self.config.sinks:
+        settings = changed_settings(self.config.settings, new_config.settings)
+        if new_config.settings.sinks != self.config.settings.sinks:
             self.dispatcher = build_dispatcher(
-                new_config, self.stdout, self.stderr, previous=self.dispatcher
+                new_config.settings, self.stdout, self.stderr, previous=self.dispatcher
             )
             self.records = self._records_for(self.dispatcher)
         self.config = new_config
         # Inherited [daemon] keys reach the targets they change (restarted), and
         # redact_cmdline every running target, through _apply_targets.
-        self.watchdog.set_enabled(new_config.daemon.watchdog)
+        self.watchdog.set_enabled(new_config.settings.daemon.watchdog)
         added, removed, changed = self._apply_targets()
         self.records.config_reloaded(
             added,
             removed,
             changed,
             settings,
-            unapplied_sink_keys(settings, new_config, self.stdout),
+            unapplied_sink_keys(settings, new_config.settings, self.stdout),
         )
         self.notifier.ready(self.status_line())
 
     def _apply_targets(self) -> tuple[list[str], list[str], list[str]]:
-        return self.targets.apply(
-            effective_targets(self.config),
-            self.records.writer,
-            self.config.daemon.redact_cmdline,
-        )
+        settings, targets = self.config
+        return self.targets.apply(targets, self.records.writer, settings.daemon.redact_cmdline)
 
     def status_line(self) -> str:
         targets, processes, above = self.targets.counts()

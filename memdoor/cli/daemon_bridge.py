@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from memdoor.config import Config, ConfigError
+from memdoor.config import ConfigError, RunningConfig
 from memdoor.daemon import Daemon
 from memdoor.emitter import DaemonRecords
 from memdoor.records import RecordLog
@@ -23,7 +23,7 @@ def report_config_error(exc: ConfigError) -> None:
     DaemonRecords(RecordLog(Dispatcher(StdoutSink(), None))).config_invalid(exc, "not started")
 
 
-def run_daemon(path: str, config: Config, view: StdoutView = "auto") -> int:
+def run_daemon(path: str, config: RunningConfig, view: StdoutView = "auto") -> int:
     """The daemon in the foreground until it stops; its exit code. view: --format."""
 
     async def serve() -> int:

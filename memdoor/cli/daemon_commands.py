@@ -17,9 +17,11 @@ from memdoor.config import (
     EX_CONFIG,
     Config,
     ConfigError,
+    RunningConfig,
     config_warnings,
     load_config,
     render_effective,
+    running_config,
 )
 
 
@@ -33,10 +35,20 @@ def load_or_report(path: str) -> Optional[Config]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    config = load_or_report(args.config)
+    config = _running_config_or_report(args.config)
     if config is None:
         return EX_CONFIG
     return run_daemon(args.config, config, args.format)
+
+
+def _running_config_or_report(path: str) -> Optional[RunningConfig]:
+    """What the daemon keeps of the file, or None once what is wrong with it is reported.
+
+    The Config as loaded ends with this call: held by run_command for the daemon's whole
+    run, its targets as written would cost the daemon as much again as it acts on.
+    """
+    config = load_or_report(path)
+    return None if config is None else running_config(config)
 
 
 def check_config_command(args: argparse.Namespace) -> int:

@@ -10,7 +10,12 @@ from memdoor.config.advice import config_warnings
 from memdoor.config.effective import render_effective
 from memdoor.config.load import EX_CONFIG, load_config, parse_config
 from memdoor.config.problems import ConfigError, ConfigProblem
-from memdoor.config.resolve import ResolvedTarget, effective_targets
+from memdoor.config.resolve import (
+    ResolvedTarget,
+    RunningConfig,
+    effective_targets,
+    running_config,
+)
 from memdoor.config.schema import (
     INHERITED_KEYS,
     SELECTOR_KEYS,
@@ -36,6 +41,7 @@ __all__ = [
     "InheritedSettings",
     "JournaldSettings",
     "ResolvedTarget",
+    "RunningConfig",
     "SinksConfig",
     "StdoutSettings",
     "TargetConfig",
@@ -44,4 +50,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "render_effective",
+    "running_config",
 ]
