@@ -8,6 +8,7 @@ parse_config, the same code minus the read.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import pwd
@@ -43,6 +44,7 @@ from memdoor.config import (
     load_config,
     parse_config,
     render_effective,
+    running_config,
 )
 from memdoor.config.problems import RECORDED_PROBLEMS, RECORDED_TEXT_LIMIT
 from memdoor.vocabulary import ALL_SECTIONS
@@ -1006,3 +1008,72 @@ def test_narrowing_keys_belong_to_exe_targets(config_dir: Path) -> None:
     ]
     with pytest.raises(ValidationError, match="cgroup applies only to an exe target"):
         TargetConfig.model_validate({"name": "x", "pid": 1, "cgroup": "/a"})
+
+
+# No deadline, as for the round trip above.
+@settings(database=None, deadline=None)
+@given(_raw_configs)
+def test_a_resolved_target_is_the_one_its_values_validate_into(raw: dict[str, object]) -> None:
+    """effective_targets validates each target's values and builds the target from them
+    with a fields set every target shares: for any valid config that must be the very
+    target the validating constructor makes of the same values (reload diffs by value)."""
+    for resolved in effective_targets(Config.model_validate(raw)):
+        validated = ResolvedTarget(**resolved.model_dump())
+        assert resolved == validated
+        assert hash(resolved) == hash(validated)
+        assert [type(value) for _key, value in resolved] == [
+            type(value) for _key, value in validated
+        ]
+        assert resolved.min_interval <= resolved.interval
+        assert resolved.model_fields_set == set(ResolvedTarget.model_fields)
+
+
+def test_resolved_targets_share_their_fields_set_and_a_copy_gets_its_own() -> None:
+    """Every field of a resolved target is set, so all share one record of it (a set of
+    the 18 names each was most of a target's size); model_copy adds to a copy of it."""
+    config = Config.model_validate(
+        {"target": [{"name": "a", "pid": 1}, {"name": "b", "exe": "/usr/bin/b"}]}
+    )
+    first, second = effective_targets(config)
+    assert first.model_fields_set is second.model_fields_set
+    assert first.model_fields_set == set(ResolvedTarget.model_fields)
+    copy = first.model_copy(update={"threshold": 70})
+    assert copy.model_fields_set is not first.model_fields_set
+    assert copy != first and copy.threshold == 70
+    assert first.threshold == 50
+
+
+def _reachable(root: object) -> Iterator[object]:
+    """Every object reachable from root through references, classes not followed (they
+    lead to their modules, and from there to everything)."""
+    seen = {id(root)}
+    pending = [root]
+    while pending:
+        item = pending.pop()
+        yield item
+        for referent in gc.get_referents(item):
+            if id(referent) not in seen and not isinstance(referent, type):
+                seen.add(id(referent))
+                pending.append(referent)
+
+
+def test_the_running_config_keeps_the_targets_resolved_and_none_as_written(
+    config_dir: Path,
+) -> None:
+    """What the daemon keeps for its whole run: [daemon] and [sinks.*] as loaded, and each
+    target resolved, not also the TargetConfig it was resolved from."""
+    text = (
+        "[daemon]\nthreshold = 70\nwatchdog = false\n"
+        '[sinks.stdout]\nformat = "ecs"\n' + APP_EXE + '[[target]]\nname = "b"\npid = 10\n'
+    )
+    config = load_config(write(config_dir, text))
+    running = running_config(config)
+    assert running.targets == effective_targets(config)
+    assert [target.threshold for target in running.targets] == [70, 70]
+    assert running.settings == Config(daemon=config.daemon, sinks=config.sinks)
+    assert running.settings.targets == ()
+    assert running.settings.sinks.stdout.format == "ecs"
+    assert not running.settings.daemon.watchdog
+    kept = list(_reachable(running))
+    assert running.targets[0] in kept
+    assert [item for item in kept if isinstance(item, TargetConfig)] == []

@@ -298,3 +298,52 @@ def test_ecs_format_on_stdout(tmp_path, daemons, spawn_workload):
     assert found["memdoor"]["target"] == "app" and found["process"]["pid"] == workload.pid
     assert found["ecs"]["version"] and found["host"]["name"] == socket.gethostname()
     assert found["@timestamp"].endswith("Z") and found["log"]["level"] == "info"
+
+
+def test_reloads_restart_only_the_targets_whose_settings_changed(
+    tmp_path, notify, daemons, spawn_workload
+):
+    """The daemon keeps its targets resolved, not as written: the file read again
+    unchanged changes none of them, a target's own key restarts that target alone, and
+    a target left out stops."""
+    workload = spawn_workload("--touch-mb", "8")
+    config = write_config(
+        tmp_path / "a.toml",
+        target_toml("one", workload.pid, threshold=99)
+        + target_toml("two", workload.pid, threshold=99),
+    )
+    daemon = daemons(config, env={"NOTIFY_SOCKET": str(notify.path)})
+    started = daemon.wait_record(lambda r: r["event"] == "daemon_started")
+    assert started["message"].startswith("memdoor started: 2 targets,")
+    for name in ("one", "two"):
+        daemon.wait_record(lambda r, n=name: r["event"] == "target_found" and r["target"] == n)
+
+    daemon.signal(signal.SIGHUP)
+    same = daemon.wait_record(lambda r: r["event"] == "config_reloaded")
+    assert same["added"] == same["removed"] == same["changed"] == same["settings_changed"] == []
+
+    write_config(config, target_toml("two", workload.pid, threshold=98))
+    daemon.signal(signal.SIGHUP)
+    second = daemon.wait_record(lambda r: r["event"] == "config_reloaded" and r is not same)
+    assert second["added"] == [] and second["settings_changed"] == []
+    assert second["removed"] == ["one"] and second["changed"] == ["two"]
+    after = daemon.records.index(second)
+    daemon.wait_record(
+        lambda r: (
+            r["event"] == "target_found"
+            and r["target"] == "two"
+            and daemon.records.index(r) > after
+        )
+    )
+    # The third READY=1 (start, two reloads) says what runs after the second reload.
+    deadline = time.monotonic() + 10
+    while len(notify.assignments("READY")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (ready_time, _value) = notify.assignments("READY")[2]
+    status = [value for when, value in notify.assignments("STATUS") if when == ready_time]
+    assert status[0].startswith("watching 1 targets ("), status
+    found = [r["target"] for r in daemon.records if r["event"] == "target_found"]
+    assert sorted(found) == ["one", "two", "two"]
+    assert daemon.stop() == 0
+    for record in daemon.records:
+        validate_record(record)
