@@ -228,7 +228,9 @@ class Daemon:
         self.notifier.reloading()
         try:
             new_config = (
-                running_config(load_config(self.config_path)) if self.config_path else self.config
+                running_config(load_config(self.config_path), self.config.targets)
+                if self.config_path
+                else self.config
             )
         except ConfigError as exc:
             self.records.config_invalid(exc, "reload rejected, the running configuration stays")

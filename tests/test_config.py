@@ -1077,3 +1077,16 @@ def test_the_running_config_keeps_the_targets_resolved_and_none_as_written(
     kept = list(_reachable(running))
     assert running.targets[0] in kept
     assert [item for item in kept if isinstance(item, TargetConfig)] == []
+
+
+def test_a_reloaded_target_left_unchanged_is_the_running_one(config_dir: Path) -> None:
+    """After a reload the daemon keeps each unchanged target once: the one its supervisor
+    runs, not an equal copy from the file read again."""
+    base = APP_EXE + '[[target]]\nname = "b"\npid = 10\n'
+    first = running_config(load_config(write(config_dir, base)))
+    changed = base.replace("pid = 10", "pid = 11") + '[[target]]\nname = "c"\npid = 12\n'
+    second = running_config(load_config(write(config_dir, changed)), first.targets)
+    assert second.targets == effective_targets(load_config(write(config_dir, changed)))
+    assert second.targets[0] is first.targets[0]
+    assert second.targets[1] is not first.targets[1] and second.targets[1].pid == 11
+    assert second.targets[2].name == "c"

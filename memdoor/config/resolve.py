@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 from memdoor.config.schema import (
@@ -56,9 +57,14 @@ class RunningConfig(NamedTuple):
     targets: list[ResolvedTarget]
 
 
-def running_config(config: Config) -> RunningConfig:
+def running_config(config: Config, running: Sequence[ResolvedTarget] = ()) -> RunningConfig:
+    """running: the targets a reload replaces. A target equal to one of them is that one,
+    which its supervisor keeps running (memdoor.targets), so that an unchanged target is
+    not kept twice after a reload."""
+    kept = {target: target for target in running}
     return RunningConfig(
-        Config(daemon=config.daemon, sinks=config.sinks), effective_targets(config)
+        Config(daemon=config.daemon, sinks=config.sinks),
+        [kept.get(target, target) for target in effective_targets(config)],
     )
 
 
