@@ -39,10 +39,9 @@ from memdoor.sinks.stdout import StdoutSink, StdoutView, stderr_notices
 from memdoor.system_memory import MemTotal
 from memdoor.targets import Targets
 from memdoor.watch.context import Services
-from memdoor.worker_threads import DaemonThreadPool
+from memdoor.worker_threads import SNAPSHOT_THREADS, DaemonThreadPool
 
 STATUS_PERIOD = 5.0
-SNAPSHOT_THREADS = 2
 # From SIGTERM to the end of run(): target tasks get a part of it, the sinks'
 # queues the rest. What is still queued then (a reader that stopped reading)
 # is left behind.

@@ -16,7 +16,6 @@ event loop, whatever the file system does.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import traceback
 from typing import Optional
@@ -36,7 +35,8 @@ _NO_PIDS: frozenset[int] = frozenset()
 class TargetSupervisor:
     def __init__(self, state: TargetState) -> None:
         self.state = state
-        self.watchers: dict[int, tuple[ProcessWatcher, asyncio.Task[None]]] = {}
+        # pid -> its watcher, and its task (or the future run() sets: _outcome_of).
+        self.watchers: dict[int, tuple[ProcessWatcher, asyncio.Future[None]]] = {}
         self.ended_pids: set[int] = set()
         self.last_progress = time.monotonic()
         # Waiting on its one watcher rather than polling (a fixed-pid target).
@@ -59,24 +59,26 @@ class TargetSupervisor:
             while True:
                 await self._guarded_step()
                 self.last_progress = time.monotonic()
-                watched = self._fixed_pid_watch()
-                if watched is None:
+                waiting = self._fixed_pid_watcher()
+                if waiting is None:
                     await asyncio.sleep(self.state.target.interval)
                 else:
                     # Nothing to resolve until that one process ends (or its watcher fails).
                     self._idle = True
-                    await _ended(watched)
+                    await _run_into(*waiting)
                     self._idle = False
         finally:
-            for _watcher, task in self.watchers.values():
-                task.cancel()
-            await asyncio.gather(*(t for _w, t in self.watchers.values()), return_exceptions=True)
+            for _watcher, outcome in self.watchers.values():
+                outcome.cancel()
+            await asyncio.gather(*(o for _w, o in self.watchers.values()), return_exceptions=True)
 
-    def _fixed_pid_watch(self) -> Optional[asyncio.Task[None]]:
+    def _fixed_pid_watcher(self) -> Optional[tuple[ProcessWatcher, asyncio.Future[None]]]:
+        """A fixed-pid target's adopted watcher, not yet run: run() runs it itself."""
         pid = self.state.target.pid
         if pid is None or pid not in self.watchers:
             return None
-        return self.watchers[pid][1]
+        watcher, outcome = self.watchers[pid]
+        return None if outcome.done() else (watcher, outcome)
 
     async def _guarded_step(self) -> None:
         """A bug met while resolving must not end the target's supervision for good.
@@ -147,17 +149,30 @@ class TargetSupervisor:
                 problems + attach_problems,
                 watcher.warnings,
             )
-        self.watchers[pid] = (watcher, asyncio.get_running_loop().create_task(watcher.run()))
+        self.watchers[pid] = (watcher, self._outcome_of(watcher))
+
+    def _outcome_of(self, watcher: ProcessWatcher) -> asyncio.Future[None]:
+        """Where the watcher's end will show, for _reap.
+
+        A fixed-pid target has one process at a time: its watcher runs in the
+        supervisor's own task (run awaits it) and its end is set on a future, so
+        a thousand such targets keep a thousand tasks, not two thousand. Any other
+        target's watchers run beside its resolution, each in a task of its own.
+        """
+        loop = asyncio.get_running_loop()
+        if self.state.target.pid is None:
+            return loop.create_task(watcher.run())
+        return loop.create_future()
 
     def _reap(self) -> None:
         """Drop finished watchers: a process that ended is not adopted again while its
         locator names it; one whose watcher died of a bug is, on the next step."""
         retry: set[int] = set()
-        for pid, (watcher, task) in list(self.watchers.items()):
-            if not task.done():
+        for pid, (watcher, outcome) in list(self.watchers.items()):
+            if not outcome.done():
                 continue
             del self.watchers[pid]
-            error = None if task.cancelled() else task.exception()
+            error = None if outcome.cancelled() else outcome.exception()
             if error is None:
                 self.ended_pids.add(pid)
                 self._failed.pop(pid, None)
@@ -183,7 +198,7 @@ class TargetSupervisor:
             self.state.records.target_waiting()
 
     def wake(self, pids: set[int], cgroup_path: Optional[str]) -> None:
-        for pid, (watcher, _task) in self.watchers.items():
+        for pid, (watcher, _outcome) in self.watchers.items():
             tracker = watcher.tracker
             in_cgroup = tracker is not None and tracker.place.path == cgroup_path
             if pid in pids or in_cgroup:
@@ -196,9 +211,9 @@ class TargetSupervisor:
                 self.name,
                 WatchedProcess(pid, watcher.identity.start_ticks),
                 None if watcher.tracker is None else watcher.tracker.place,
-                live=not task.done(),
+                live=not outcome.done(),
             )
-            for pid, (watcher, task) in self.watchers.items()
+            for pid, (watcher, outcome) in self.watchers.items()
         ]
 
     def stale(self, now: float, allowance: float) -> bool:
@@ -209,27 +224,23 @@ class TargetSupervisor:
             return True
         return any(
             now - watcher.last_progress > limit
-            for watcher, task in self.watchers.values()
-            if not task.done()
+            for watcher, outcome in self.watchers.values()
+            if not outcome.done()
         )
 
 
-async def _ended(task: asyncio.Task[None]) -> None:
-    """Wait for task to end, neither taking its outcome (_reap does) nor cancelling it
-    when the wait is: asyncio.wait({task}), with one future where that makes a set, a
-    closure and two coroutines (every fixed-pid target waits so for as long as it runs)."""
-    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    release = functools.partial(_release, finished)
-    task.add_done_callback(release)
+async def _run_into(watcher: ProcessWatcher, outcome: asyncio.Future[None]) -> None:
+    """Run the watcher here and set its end on outcome, as its task's would be:
+    _reap takes it from there."""
     try:
-        await finished
-    finally:
-        task.remove_done_callback(release)
-
-
-def _release(finished: asyncio.Future[None], _task: object) -> None:
-    if not finished.done():
-        finished.set_result(None)
+        await watcher.run()
+    except asyncio.CancelledError:
+        outcome.cancel()
+        raise
+    except Exception as error:  # a bug in one watcher: _reap reports it, the next step retries
+        outcome.set_exception(error)
+    else:
+        outcome.set_result(None)
 
 
 def _described(error: BaseException) -> str:

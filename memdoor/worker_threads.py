@@ -27,6 +27,10 @@ from typing import Any, Callable, Optional, TypeVar
 
 T = TypeVar("T")
 
+# The daemon's snapshot threads: a snapshot is mostly the kernel's work, and the
+# host's other processes share its cores.
+SNAPSHOT_THREADS = 2
+
 _Job = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,6 +45,25 @@ class RecordingLog:
 
     def events(self) -> list[str]:
         return [event for _level, event, _fields in self.records]
+
+
+@contextlib.asynccontextmanager
+async def supervising(supervisor: TargetSupervisor) -> AsyncIterator[None]:
+    """The supervisor running as the daemon runs it (its run(), in a task of its own;
+    a fixed pid's watcher runs in it), and stopped after."""
+    task = asyncio.get_running_loop().create_task(supervisor.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true"
+        await asyncio.sleep(0.01)
 
 
 def make_state(
@@ -229,36 +250,30 @@ def test_a_failing_watcher_is_reported(spawn_workload, monkeypatch: pytest.Monke
     state = make_state(workload.pid, threshold=99)
     collector = LineCollector()
     state.records.writer = RecordLog(collector)
+    ticked_by: list[ProcessWatcher] = []
 
     async def failing_tick(self: ProcessWatcher) -> float:
+        ticked_by.append(self)
         raise RuntimeError("bug in a tick")
 
     monkeypatch.setattr(ProcessWatcher, "tick", failing_tick)
 
-    async def scenario() -> tuple[dict[int, Any], bool]:
+    async def scenario() -> list[ProcessWatcher]:
         supervisor = TargetSupervisor(state)
-        await supervisor.step()
-        await asyncio.sleep(0.1)
-        await supervisor.step()
-        watchers_after_failure = dict(supervisor.watchers)
-        # A bug is not the process's end: the next step watches it again, and the
+        # A bug is not the process's end: each next step watches it again, and the
         # same bug met again is not reported again.
-        await supervisor.step()
-        retried = workload.pid in supervisor.watchers
-        for _ in range(3):
-            await asyncio.sleep(0.1)
-            await supervisor.step()
-        for _watcher, task in supervisor.watchers.values():
-            task.cancel()
-        return watchers_after_failure, retried
+        async with supervising(supervisor):
+            await until(lambda: len(ticked_by) >= 4)
+        return [watcher for watcher, _outcome in supervisor.watchers.values()]
 
-    watchers_after_failure, retried = asyncio.run(scenario())
+    kept = asyncio.run(scenario())
     records = [json.loads(line) for line in collector.lines]
     assert [r["event"] for r in records] == ["target_found", "watcher_failed"]
     failed = records[1]
     assert failed["pid"] == workload.pid and "bug in a tick" in failed["message"]
-    assert watchers_after_failure == {}
-    assert retried
+    # Each retry is a watcher of its own: the failed one was dropped.
+    assert len({id(watcher) for watcher in ticked_by}) == len(ticked_by)
+    assert ticked_by[0] not in kept
     for record in records:
         validate_record(record)
 
@@ -310,20 +325,20 @@ def test_a_watcher_failing_with_another_error_is_reported_again(
     state = make_state(workload.pid, threshold=99)
     collector = LineCollector()
     state.records.writer = RecordLog(collector)
-    errors = iter([RuntimeError("first bug"), RuntimeError("first bug"), ValueError("second")])
+    errors = [RuntimeError("first bug"), RuntimeError("first bug"), ValueError("second")]
 
     async def failing_tick(self: ProcessWatcher) -> float:
-        raise next(errors)
+        if errors:
+            raise errors.pop(0)
+        await asyncio.Event().wait()  # no bug left: this watcher just runs
+        return 0.0
 
     monkeypatch.setattr(ProcessWatcher, "tick", failing_tick)
 
     async def scenario() -> None:
         supervisor = TargetSupervisor(state)
-        for _ in range(7):  # adopt, reap, adopt again, ... three failures
-            await supervisor.step()
-            await asyncio.sleep(0.05)
-        for _watcher, task in supervisor.watchers.values():
-            task.cancel()
+        async with supervising(supervisor):  # adopt, reap, adopt again, ... three failures
+            await until(lambda: not errors and workload.pid in supervisor.watchers)
 
     asyncio.run(scenario())
     records = [json.loads(line) for line in collector.lines]
@@ -509,23 +524,22 @@ def test_a_kernel_log_kill_wakes_the_victims_watcher(spawn_workload) -> None:
 
     async def scenario() -> tuple[bool, bool]:
         supervisor = TargetSupervisor(state)
-        await supervisor.step()
-        watcher, _task = supervisor.watchers[workload.pid]
-        await asyncio.sleep(0.3)  # the first tick is done; it sleeps now
+        async with supervising(supervisor):
+            await until(lambda: workload.pid in supervisor.watchers)
+            watcher, _outcome = supervisor.watchers[workload.pid]
+            await asyncio.sleep(0.3)  # the first tick is done; it sleeps now
 
-        async def woken_by(pids: set[int], cgroup_path: Optional[str]) -> bool:
-            before = watcher.last_progress
-            supervisor.wake(pids, cgroup_path)
-            for _ in range(60):
-                await asyncio.sleep(0.05)
-                if watcher.last_progress != before:
-                    return True
-            return False
+            async def woken_by(pids: set[int], cgroup_path: Optional[str]) -> bool:
+                before = watcher.last_progress
+                supervisor.wake(pids, cgroup_path)
+                for _ in range(60):
+                    await asyncio.sleep(0.05)
+                    if watcher.last_progress != before:
+                        return True
+                return False
 
-        stranger = await woken_by({workload.pid + 1}, "/elsewhere")
-        by_pid = await woken_by({workload.pid}, None)
-        for _w, task in supervisor.watchers.values():
-            task.cancel()
+            stranger = await woken_by({workload.pid + 1}, "/elsewhere")
+            by_pid = await woken_by({workload.pid}, None)
         return stranger, by_pid
 
     stranger, by_pid = asyncio.run(scenario())

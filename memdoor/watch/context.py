@@ -16,6 +16,7 @@ from memdoor.oom.oomd import OomdHub
 from memdoor.pressure import PressureHub
 from memdoor.system_memory import MemTotal
 from memdoor.watch.measure import LimitLookups
+from memdoor.watch.snapshot_slots import SnapshotSlots
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Services:
     limits: LimitLookups = field(default_factory=LimitLookups)
     # The v2 parents' kill counts, the baselines of the processes below each.
     parent_kills: ParentKillCounts = field(default_factory=ParentKillCounts)
+    # Routine snapshots, far below the threshold, wait here for a worker thread.
+    snapshot_slots: SnapshotSlots = field(default_factory=SnapshotSlots)
 
 
 @dataclass

@@ -146,6 +146,7 @@ class EvidenceKeeper:
         "last_full",
         "pid",
         "proc",
+        "slots",
         "start_ticks",
         "target",
         "witness",
@@ -164,6 +165,7 @@ class EvidenceKeeper:
         self.witness = witness
         self.cgroups = services.cgroups
         self.proc = services.proc
+        self.slots = services.snapshot_slots
         # The newest complete snapshot, packed when it was taken far below the threshold.
         self.kept: Union[Snapshot, PackedSnapshot, None] = None
         self.last_full: Optional[Snapshot] = None
@@ -184,8 +186,24 @@ class EvidenceKeeper:
         tick's size, remembered with the kept snapshot; pack: keep it packed."""
         if not force and time.monotonic() < self._next_at:
             return TooSoon()
+        if pack:  # far below the threshold: routine, it waits for a slot
+            async with self.slots.routine():
+                snapshot, packed = await self._in_worker(pack)
+        else:
+            snapshot, packed = await self._in_worker(pack)
+        if snapshot.identity is None:
+            reused = [p for p in snapshot.problems if p.reason == "reused"]
+            return PidReused(reused[-1].detail) if reused else Unidentified()
+        torn = self.witness.may_overlap_kill(snapshot.gone)
+        if self.kept is None or not torn:
+            self.kept = snapshot if packed is None else packed
+            self._kept_kb = measured_kb
+        return Taken(snapshot, torn)
+
+    async def _in_worker(self, pack: bool) -> tuple[Snapshot, Optional[PackedSnapshot]]:
+        """The snapshot, taken in a worker thread; its cost spaces out the next one."""
         started = time.monotonic()
-        snapshot, packed = await asyncio.to_thread(
+        taken = await asyncio.to_thread(
             _take_snapshot,
             pack,
             self.pid,
@@ -196,14 +214,7 @@ class EvidenceKeeper:
             self.target.detail == "full",
         )
         self._next_at = time.monotonic() + (time.monotonic() - started) / SNAPSHOT_DUTY
-        if snapshot.identity is None:
-            reused = [p for p in snapshot.problems if p.reason == "reused"]
-            return PidReused(reused[-1].detail) if reused else Unidentified()
-        torn = self.witness.may_overlap_kill(snapshot.gone)
-        if self.kept is None or not torn:
-            self.kept = snapshot if packed is None else packed
-            self._kept_kb = measured_kb
-        return Taken(snapshot, torn)
+        return taken
 
     def stale(self, ratio: float, measured_kb: int) -> bool:
         """Below the threshold: whether the kept snapshot no longer describes the process."""
