@@ -28,6 +28,7 @@ from memdoor.procfs.cgroup import (
     parse_proc_cgroup,
     relative_to_mount_root,
 )
+from memdoor.slotted import slotted
 from memdoor.vocabulary import percent_of
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class CgroupMounts:
         return os.path.join(self.fs_root, mount.mount_point.lstrip("/"))
 
 
+@slotted
 @dataclass(frozen=True)
 class MemoryCgroup:
     """The cgroup directory a process's memory is charged to.
