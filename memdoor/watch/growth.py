@@ -56,24 +56,39 @@ class _Ring:
     The minute's points, at most 13, are doubles in one array, flat (at, kb, at,
     kb...): 16 bytes a point where a tuple of two numbers took over 100, and a
     thousand targets each keep one. A size in kB is a whole number far below 2**53,
-    exact as a double, so the rates are the same.
+    exact as a double, so the rates are the same. The last two ticks lie in fields
+    of their own, where every tick made a tuple of two that the next one kept.
     """
 
-    __slots__ = ("last", "minute", "previous")
+    __slots__ = ("last_at", "last_kb", "minute", "previous_at", "previous_kb")
 
     def __init__(self) -> None:
-        self.previous: Optional[tuple[float, float]] = None
-        self.last: Optional[tuple[float, float]] = None
+        self.previous_at: Optional[float] = None
+        self.previous_kb = 0
+        self.last_at: Optional[float] = None
+        self.last_kb = 0
         self.minute = array("d")
 
     def add(self, at: float, kb: int) -> None:
-        self.previous, self.last = self.last, (at, kb)
+        self.previous_at, self.previous_kb = self.last_at, self.last_kb
+        self.last_at, self.last_kb = at, kb
         minute = self.minute
         if not minute or at - minute[-2] >= SPACING_S:
             minute.append(at)
             minute.append(kb)
         while at - minute[0] > MINUTE_S:
             del minute[:2]
+
+    @property
+    def previous(self) -> Optional[tuple[float, float]]:
+        """The tick before the last."""
+        at = self.previous_at
+        return None if at is None else (at, self.previous_kb)
+
+    @property
+    def last(self) -> Optional[tuple[float, float]]:
+        at = self.last_at
+        return None if at is None else (at, self.last_kb)
 
     @property
     def oldest(self) -> Optional[tuple[float, float]]:
