@@ -143,12 +143,15 @@ class PressureHub:
                 source = opener()
             except OSError as exc:
                 return unreadable_from_oserror(what or key[1], exc)
-            source.key = key
+            # Most sources have one wake (every watcher's pidfd): a list of one, where
+            # the first append would make room for four.
+            source.key, source.wakes = key, [wake]
             self._by_key[key] = source
             for fd in source.fds[:1]:
                 self._by_fd[fd] = source
                 self._epoll.register(fd, source.events)
-        source.wakes.append(wake)
+        else:
+            source.wakes.append(wake)
         return Subscription(self, source, wake)
 
     def cancel(self, source: _Source, wake: Wake) -> None:
