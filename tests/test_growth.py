@@ -205,3 +205,14 @@ def test_a_process_holding_still_shows_no_growth(spawn_workload) -> None:
     assert growth["seconds_to_limit"] is None or growth["seconds_to_limit"] > 3600
     crossed = records_of(state, "threshold_crossed")[0]
     assert crossed["growth"]["limit_kb"] == total_kb
+
+
+def test_a_base_first_measured_late_starts_its_own_ring() -> None:
+    ring = GrowthRing()
+    for second in range(3):
+        ring.add("system", float(second), 1000 * second)
+    assert ring.growth("cgroup", LIMIT_KB).last_interval_kb_per_s is None
+    ring.add("cgroup", 3.0, 500)
+    ring.add("cgroup", 4.0, 800)
+    assert ring.growth("cgroup", LIMIT_KB).last_interval_kb_per_s == 300
+    assert ring.growth("system", LIMIT_KB).last_interval_kb_per_s == 1000
