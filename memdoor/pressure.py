@@ -42,6 +42,10 @@ _EFD_NONBLOCK = 0o4000
 _EFD_CLOEXEC = 0o2000000
 
 Wake = Callable[[], None]
+# What a source is shared under: (kind of registration, the file or process, a number).
+SourceKey = tuple[str, str, int]
+# A pidfd stays readable once its process exited: it wakes once.
+_ONE_SHOT_IN = select.EPOLLIN | select.EPOLLONESHOT
 
 
 def _eventfd() -> int:
@@ -59,17 +63,20 @@ def _eventfd() -> int:
 class _Source:
     """One notification: fds[0] is polled for events (EPOLLPRI for PSI and kernfs,
     which always poll readable; EPOLLIN for an eventfd); the other fds stay open
-    because closing them would cancel the registration."""
+    because closing them would cancel the registration. key is what the hub finds
+    it by, set when it is opened, and kept here once rather than by every
+    subscription to it."""
 
-    __slots__ = ("events", "fds", "kind", "rearm", "wakes")
+    __slots__ = ("events", "fds", "key", "kind", "rearm", "wakes")
 
     def __init__(
-        self, kind: str, fds: list[int], events: int, rearm: Optional[Callable[[], None]]
+        self, kind: str, fds: tuple[int, ...], events: int, rearm: Optional[Callable[[], None]]
     ) -> None:
         self.kind = kind
         self.fds = fds
         self.events = events
         self.rearm = rearm
+        self.key: SourceKey = ("", "", 0)
         self.wakes: list[Wake] = []
 
 
@@ -77,34 +84,30 @@ class Subscription:
     """One wake-up registered: its kind, for records, and cancel() to drop it.
 
     Every watcher holds a few (a thousand targets, a few thousand): one small
-    object each, where a closure over the same four names took three.
+    object each, where a closure over the same names took three, holding only
+    what its source does not already know.
     """
 
-    __slots__ = ("_hub", "_key", "_source", "_wake", "kind")
+    __slots__ = ("_hub", "_source", "_wake")
 
-    def __init__(
-        self,
-        kind: str,
-        hub: PressureHub,
-        key: tuple[str, str, int],
-        source: _Source,
-        wake: Wake,
-    ) -> None:
-        self.kind = kind
+    def __init__(self, hub: PressureHub, source: _Source, wake: Wake) -> None:
         self._hub = hub
-        self._key = key
         self._source = source
         self._wake = wake
 
+    @property
+    def kind(self) -> str:
+        return self._source.kind
+
     def cancel(self) -> None:
-        self._hub.cancel(self._key, self._source, self._wake)
+        self._hub.cancel(self._source, self._wake)
 
 
 class PressureHub:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._by_fd: dict[int, _Source] = {}
-        self._by_key: dict[tuple[str, str, int], _Source] = {}
+        self._by_key: dict[SourceKey, _Source] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -130,28 +133,33 @@ class PressureHub:
                 wake()
 
     def subscribe(
-        self, key: tuple[str, str, int], wake: Wake, opener: Callable[[], _Source]
+        self, key: SourceKey, wake: Wake, opener: Callable[[], _Source], what: str = ""
     ) -> Union[Subscription, Unreadable]:
-        """Add wake to the source under key, opening it on first use."""
+        """Add wake to the source under key, opening it on first use; what names it
+        in the problem an open that failed is (key[1] when not given)."""
         source = self._by_key.get(key)
         if source is None:
             try:
                 source = opener()
             except OSError as exc:
-                return unreadable_from_oserror(key[1], exc)
+                return unreadable_from_oserror(what or key[1], exc)
+            # Most sources have one wake (every watcher's pidfd): a list of one, where
+            # the first append would make room for four.
+            source.key, source.wakes = key, [wake]
             self._by_key[key] = source
             for fd in source.fds[:1]:
                 self._by_fd[fd] = source
                 self._epoll.register(fd, source.events)
-        source.wakes.append(wake)
-        return Subscription(source.kind, self, key, source, wake)
+        else:
+            source.wakes.append(wake)
+        return Subscription(self, source, wake)
 
-    def cancel(self, key: tuple[str, str, int], source: _Source, wake: Wake) -> None:
+    def cancel(self, source: _Source, wake: Wake) -> None:
         """Drop one wake; the last one closes the source (and so the registration)."""
         if wake in source.wakes:
             source.wakes.remove(wake)
-        if not source.wakes and self._by_key.get(key) is source:
-            del self._by_key[key]
+        if not source.wakes and self._by_key.get(source.key) is source:
+            del self._by_key[source.key]
             self._close_source(source)
 
     def _close_source(self, source: _Source) -> None:
@@ -175,7 +183,7 @@ class PressureHub:
             except OSError:
                 os.close(fd)
                 raise
-            return _Source(kind, [fd], select.EPOLLPRI, None)
+            return _Source(kind, (fd,), select.EPOLLPRI, None)
 
         return self.subscribe(("psi", path, 0), wake, open_trigger)
 
@@ -185,9 +193,10 @@ class PressureHub:
         def open_pidfd() -> _Source:
             if not hasattr(os, "pidfd_open"):
                 raise OSError(errno.ENOSYS, "os.pidfd_open needs Python 3.9 on Linux 5.3+")
-            return _Source("exit", [os.pidfd_open(pid)], select.EPOLLIN | select.EPOLLONESHOT, None)
+            return _Source("exit", (os.pidfd_open(pid),), _ONE_SHOT_IN, None)
 
-        return self.subscribe(("exit", f"pidfd of {pid}", pid), wake, open_pidfd)
+        # Every watcher has one: its key names no file, so holds no text of its own.
+        return self.subscribe(("exit", "", pid), wake, open_pidfd, f"pidfd of {pid}")
 
     def watch_v1_usage(
         self, directory: str, threshold_bytes: int, wake: Wake
@@ -217,7 +226,7 @@ class PressureHub:
                 with contextlib.suppress(OSError):
                     os.pread(fd, 4096, 0)
 
-            return _Source("cgroup_v2_events", [fd], select.EPOLLPRI, rearm)
+            return _Source("cgroup_v2_events", (fd,), select.EPOLLPRI, rearm)
 
         return self.subscribe(("v2", path, 0), wake, open_events)
 
@@ -248,4 +257,4 @@ def _v1_event(directory: str, watched: str, argument: Optional[int] = None) -> _
             os.read(event_fd, 8)
 
     kind = "cgroup_v1_threshold" if argument is not None else "cgroup_v1_oom"
-    return _Source(kind, [event_fd, watched_fd], select.EPOLLIN, drain)
+    return _Source(kind, (event_fd, watched_fd), select.EPOLLIN, drain)

@@ -64,8 +64,8 @@ class ProcessWatcher:
         self.meter = ThresholdMeter(state.target, self.files, services.mem_total)
         self.evidence = EvidenceKeeper(state.target, identity, self.witness, services)
         self.growth = GrowthRing()
-        # Through a lambda: a test may replace wake on the instance.
-        self.wakeups = Wakeups(services.pressure, lambda: self.wake(), state.target)
+        # Calls self.wake by name: a test may replace wake on the instance.
+        self.wakeups = Wakeups(services.pressure, self, state.target)
         self.last_progress = time.monotonic()
         self.ended: Optional[str] = None
         # What target_found warns of (a threshold no report can reach), found by attach().

@@ -105,6 +105,21 @@ def test_rates_are_the_slopes_between_kept_ticks(ticks: list[tuple[float, int]])
     assert (growth.seconds_to_limit is not None) == growing
 
 
+@fuzz
+@given(st.lists(st.tuples(st.floats(0.01, 30), st.integers(0, 10**8)), min_size=2, max_size=40))
+def test_the_last_interval_is_exactly_the_last_two_ticks(ticks: list[tuple[float, int]]) -> None:
+    ring = GrowthRing()
+    at, seen = 0.0, []
+    for step, kb in ticks:
+        at += step
+        ring.add("cgroup", at, kb)
+        seen.append((at, kb))
+    growth = ring.growth("cgroup", LIMIT_KB)
+    (t0, v0), (t1, v1) = seen[-2], seen[-1]
+    assert growth.last_interval_kb_per_s == (v1 - v0) / (t1 - t0)
+    assert growth.last_interval_s == t1 - t0
+
+
 async def ticks(watcher: ProcessWatcher, seconds: float) -> None:
     """The watcher's ticks for a while, spaced by its own delays."""
     loop = asyncio.get_running_loop()
@@ -190,3 +205,14 @@ def test_a_process_holding_still_shows_no_growth(spawn_workload) -> None:
     assert growth["seconds_to_limit"] is None or growth["seconds_to_limit"] > 3600
     crossed = records_of(state, "threshold_crossed")[0]
     assert crossed["growth"]["limit_kb"] == total_kb
+
+
+def test_a_base_first_measured_late_starts_its_own_ring() -> None:
+    ring = GrowthRing()
+    for second in range(3):
+        ring.add("system", float(second), 1000 * second)
+    assert ring.growth("cgroup", LIMIT_KB).last_interval_kb_per_s is None
+    ring.add("cgroup", 3.0, 500)
+    ring.add("cgroup", 4.0, 800)
+    assert ring.growth("cgroup", LIMIT_KB).last_interval_kb_per_s == 300
+    assert ring.growth("system", LIMIT_KB).last_interval_kb_per_s == 1000

@@ -176,3 +176,50 @@ def test_the_process_exit_wakes_once() -> None:
         subscription.cancel()
 
     run_with_hub(test)
+
+
+def open_pidfds() -> int:
+    """How many pidfds this process holds."""
+    fds = f"/proc/{os.getpid()}/fd"
+    links = []
+    for name in os.listdir(fds):
+        try:
+            links.append(os.readlink(f"{fds}/{name}"))
+        except FileNotFoundError:
+            continue  # the listing's own descriptor, closed since
+    return sum(link == "anon_inode:[pidfd]" for link in links)
+
+
+def test_wakes_on_one_exit_share_its_pidfd_until_the_last_is_cancelled() -> None:
+    async def test(hub: PressureHub) -> None:
+        woken: list[str] = []
+        child = await asyncio.create_subprocess_exec("sleep", "60")
+        before = open_pidfds()
+        first = hub.watch_exit(child.pid, lambda: woken.append("first"))
+        second = hub.watch_exit(child.pid, lambda: woken.append("second"))
+        assert isinstance(first, Subscription) and isinstance(second, Subscription)
+        assert open_pidfds() == before + 1
+        first.cancel()
+        assert open_pidfds() == before + 1
+        child.kill()
+        await child.wait()
+        for _ in range(100):
+            if woken:
+                break
+            await asyncio.sleep(0.02)
+        assert woken == ["second"]
+        second.cancel()
+        assert open_pidfds() == before
+
+    run_with_hub(test)
+
+
+def test_an_exit_that_cannot_be_watched_names_the_pidfd_of_its_pid() -> None:
+    async def test(hub: PressureHub) -> None:
+        child = await asyncio.create_subprocess_exec("true")
+        await child.wait()
+        outcome = hub.watch_exit(child.pid, lambda: None)
+        assert isinstance(outcome, Unreadable), outcome
+        assert outcome.what == f"pidfd of {child.pid}" and outcome.reason == "vanished"
+
+    run_with_hub(test)

@@ -11,6 +11,7 @@ which is how the fixture trees in tests/fixtures/cgroup stand in for real hosts.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from dataclasses import dataclass
@@ -28,9 +29,12 @@ from memdoor.procfs.cgroup import (
     parse_proc_cgroup,
     relative_to_mount_root,
 )
+from memdoor.slotted import slotted
 from memdoor.vocabulary import percent_of
 
 T = TypeVar("T")
+# Distinct cgroups whose value is shared by the processes found in them (_shared).
+SHARED_CGROUPS = 256
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class CgroupMounts:
         return os.path.join(self.fs_root, mount.mount_point.lstrip("/"))
 
 
+@slotted
 @dataclass(frozen=True)
 class MemoryCgroup:
     """The cgroup directory a process's memory is charged to.
@@ -224,7 +229,14 @@ def memory_cgroup_of(
         return Unreadable(directory, "vanished", "cgroup directory does not exist")
     if version == 2:
         directory = _charged_directory(directory, top)
-    return MemoryCgroup(version, directory, top, path)
+    return _shared(MemoryCgroup(version, directory, top, path))
+
+
+@functools.lru_cache(maxsize=SHARED_CGROUPS)
+def _shared(cgroup: MemoryCgroup) -> MemoryCgroup:
+    """The first of equal cgroups found: the processes of one cgroup, a service's or a
+    container's, keep one value and its text (a thousand watched in one: one)."""
+    return cgroup
 
 
 # What a cgroup's memory is made of. v2 names (anon, file, kernel, ...) and v1

@@ -34,12 +34,14 @@ from memdoor.collect.reading import (
 from memdoor.process_text import decode, to_bytes
 from memdoor.procfs.cmdline import parse_cmdline
 from memdoor.procfs.stat import ProcStat, parse_stat
+from memdoor.slotted import slotted
 from memdoor.vocabulary import decimal
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DELETED_SUFFIX = " (deleted)"
 
 
+@slotted
 @dataclass(frozen=True)
 class ProcessIdentity:
     pid: int
@@ -56,6 +58,7 @@ def read_stat(pid: int, proc: str = "/proc") -> Union[ProcStat, Unreadable]:
     return read_parsed(f"{proc}/{pid}/stat", parse_stat)
 
 
+@slotted
 @dataclass(frozen=True)
 class ProcessTask:
     """The directory a process is read through: {proc}/{tid}.

@@ -44,13 +44,22 @@ def allow_more_open_files() -> bool:
 
 
 class KeptFile:
-    """One file re-read from its start on every call; close() when done with it."""
+    """One file re-read from its start on every call; close() when done with it.
 
-    __slots__ = ("_fd", "path")
+    The file is path, or name in the directory path ends with: the files of one
+    process share their directory's text (a thousand targets keep two each).
+    """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    __slots__ = ("_fd", "_name", "_where")
+
+    def __init__(self, path: str, name: str = "") -> None:
+        self._where = path
+        self._name = name
         self._fd: Optional[int] = None
+
+    @property
+    def path(self) -> str:
+        return self._where + self._name
 
     def read(self) -> Union[bytes, Unreadable]:
         fd = self._fd

@@ -31,25 +31,47 @@ from memdoor.procfs.statm import parse_statm_resident_pages
 # new address space, so startcode, endcode and startstack change with it.
 _VERDICT_FIELDS = (0, 6, 19, 23, 24, 25, 28)
 _SPLIT = _VERDICT_FIELDS[-1] + 1
-# What a SAME verdict was asked (the exe wanted, the start time) and the fields it rested on.
-_SameKey = tuple[Optional[str], Optional[int], bytes]
 
 
 class KeptProcess:
-    __slots__ = ("_at_rest", "_rss", "_same", "_same_stat", "_stat", "_statm", "pid", "proc")
+    """A thousand targets keep one each: what it remembers lies in fields of its own,
+    not in tuples of them, and both files share their directory's text."""
+
+    __slots__ = (
+        "_at_rest",
+        "_rss_kb",
+        "_rss_stat",
+        "_same",
+        "_same_exe",
+        "_same_key",
+        "_same_stat",
+        "_same_ticks",
+        "_stat",
+        "_statm",
+        "_statm_data",
+        "pid",
+        "proc",
+    )
 
     def __init__(self, pid: int, proc: str = "/proc") -> None:
         self.pid = pid
         self.proc = proc
-        self._stat = KeptFile(f"{proc}/{pid}/stat")
-        self._statm = KeptFile(f"{proc}/{pid}/statm")
-        # The last SAME verdict of a running leader, and the stat fields it rested on;
-        # the stat it was last found in (a process at rest reads the same line again).
-        self._same: Optional[tuple[_SameKey, Liveness]] = None
+        directory = f"{proc}/{pid}/"
+        self._stat = KeptFile(directory, "stat")
+        self._statm = KeptFile(directory, "statm")
+        # The last SAME verdict of a running leader, what it was asked (the exe wanted,
+        # the start time) and the stat fields it rested on (_verdict_key); the stat it
+        # was last found in (a process at rest reads the same line again).
+        self._same: Optional[Liveness] = None
+        self._same_exe: Optional[str] = None
+        self._same_ticks: Optional[int] = None
+        self._same_key = b""
         self._same_stat = b""
-        # The last statm read through the kept descriptor, its resident kB and the
-        # stat line (the very object) the tick that read it found.
-        self._rss: Optional[tuple[bytes, int, bytes]] = None
+        # The last statm read through the kept descriptor, its resident kB (None until
+        # one was) and the stat line (the very object) the tick that read it found.
+        self._statm_data = b""
+        self._rss_kb: Optional[int] = None
+        self._rss_stat = b""
         # Whether the last check() read the very stat line of the one before.
         self._at_rest = False
 
@@ -64,16 +86,14 @@ class KeptProcess:
         bound = self._stat.opened
         data = self._stat.read()
         same = self._same
-        self._at_rest = (
-            same is not None
-            and data == self._same_stat
-            and same[0][0] == wanted_exe
-            and same[0][1] == start_ticks
+        asked_the_same = (
+            same is not None and self._same_exe == wanted_exe and self._same_ticks == start_ticks
         )
+        self._at_rest = asked_the_same and data == self._same_stat
         if same is not None and self._at_rest:
-            return same[1]
+            return same
         if isinstance(data, Unreadable):
-            self._same = None
+            self._forget()
             if data.reason != "vanished":
                 return judge_process(self.pid, data, wanted_exe, start_ticks, self.proc)
             self.close()
@@ -84,17 +104,24 @@ class KeptProcess:
                 detail = f"pid {self.pid} was reused by a process started in the same tick"
                 return Liveness(Verdict.REUSED, liveness.stat, detail)
             return liveness
-        key = (wanted_exe, start_ticks, _verdict_key(data))
-        if same is not None and same[0] == key:
+        key = _verdict_key(data)
+        if same is not None and asked_the_same and self._same_key == key:
             self._same_stat = data
-            return same[1]
+            return same
         stat = parse_bytes(self._stat.path, data, parse_stat)
         liveness = judge_process(self.pid, stat, wanted_exe, start_ticks, self.proc)
         task = liveness.task
-        leader_runs = task is not None and task.tid == self.pid
-        self._same = (key, liveness) if leader_runs and key[2] else None
-        self._same_stat = data if self._same is not None else b""
+        if task is not None and task.tid == self.pid and key:
+            self._same, self._same_exe, self._same_ticks = liveness, wanted_exe, start_ticks
+            self._same_key, self._same_stat = key, data
+        else:
+            self._forget()
         return liveness
+
+    def _forget(self) -> None:
+        """No SAME verdict stands for the next tick: let go of what it rested on."""
+        self._same = None
+        self._same_key = self._same_stat = b""
 
     def rss_kb(self, task: ProcessTask) -> Union[int, Unreadable]:
         """read_rss_kb where check() found the process.
@@ -105,20 +132,21 @@ class KeptProcess:
         """
         if task.tid != self.pid or task.proc != self.proc:
             return read_rss_kb(task.tid, task.proc)
-        rss = self._rss
-        if self._at_rest and rss is not None and rss[2] is self._same_stat:
-            return rss[1]
+        kb = self._rss_kb
+        if self._at_rest and kb is not None and self._rss_stat is self._same_stat:
+            return kb
         data = self._statm.read()
-        if rss is not None and data == rss[0]:
-            self._rss = (rss[0], rss[1], self._same_stat)
-            return rss[1]
+        if kb is not None and data == self._statm_data:
+            self._rss_stat = self._same_stat
+            return kb
         if isinstance(data, Unreadable):
             return data
         pages = parse_bytes(self._statm.path, data, parse_statm_resident_pages)
         if isinstance(pages, Unreadable):
             return pages
-        self._rss = (data, pages * PAGE_KB, self._same_stat)
-        return pages * PAGE_KB
+        kb = pages * PAGE_KB
+        self._statm_data, self._rss_kb, self._rss_stat = data, kb, self._same_stat
+        return kb
 
     def close(self) -> None:
         self._stat.close()

@@ -19,6 +19,7 @@ from typing import Optional, Union
 from memdoor.collect.identity import ProcessTask, live_task, read_exe, read_stat
 from memdoor.collect.reading import Unreadable
 from memdoor.procfs.stat import ProcStat
+from memdoor.slotted import slotted
 
 
 class Verdict(enum.Enum):
@@ -29,6 +30,7 @@ class Verdict(enum.Enum):
     UNVERIFIABLE = "unverifiable"
 
 
+@slotted
 @dataclass(frozen=True)
 class Liveness:
     verdict: Verdict

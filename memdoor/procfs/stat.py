@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from memdoor.process_text import from_os
 from memdoor.procfs.errors import ParseError
+from memdoor.slotted import slotted
 
 # include/linux/sched.h: set by do_exit() before it frees the task's memory.
 PF_EXITING = 0x00000004
 _SIGKILL_BIT = 1 << (9 - 1)
 
 
+@slotted
 @dataclass(frozen=True)
 class ProcStat:
     pid: int

@@ -56,24 +56,39 @@ class _Ring:
     The minute's points, at most 13, are doubles in one array, flat (at, kb, at,
     kb...): 16 bytes a point where a tuple of two numbers took over 100, and a
     thousand targets each keep one. A size in kB is a whole number far below 2**53,
-    exact as a double, so the rates are the same.
+    exact as a double, so the rates are the same. The last two ticks lie in fields
+    of their own, where every tick made a tuple of two that the next one kept.
     """
 
-    __slots__ = ("last", "minute", "previous")
+    __slots__ = ("last_at", "last_kb", "minute", "previous_at", "previous_kb")
 
     def __init__(self) -> None:
-        self.previous: Optional[tuple[float, float]] = None
-        self.last: Optional[tuple[float, float]] = None
+        self.previous_at: Optional[float] = None
+        self.previous_kb = 0
+        self.last_at: Optional[float] = None
+        self.last_kb = 0
         self.minute = array("d")
 
     def add(self, at: float, kb: int) -> None:
-        self.previous, self.last = self.last, (at, kb)
+        self.previous_at, self.previous_kb = self.last_at, self.last_kb
+        self.last_at, self.last_kb = at, kb
         minute = self.minute
         if not minute or at - minute[-2] >= SPACING_S:
             minute.append(at)
             minute.append(kb)
         while at - minute[0] > MINUTE_S:
             del minute[:2]
+
+    @property
+    def previous(self) -> Optional[tuple[float, float]]:
+        """The tick before the last."""
+        at = self.previous_at
+        return None if at is None else (at, self.previous_kb)
+
+    @property
+    def last(self) -> Optional[tuple[float, float]]:
+        at = self.last_at
+        return None if at is None else (at, self.last_kb)
 
     @property
     def oldest(self) -> Optional[tuple[float, float]]:
@@ -89,23 +104,33 @@ def _rate(start: Optional[tuple[float, float]], end: tuple[float, float]) -> Opt
 
 
 class GrowthRing:
-    """The watcher's measured figures, per base, over the last minute."""
+    """The watcher's measured figures, per base, over the last minute: a field for
+    each of the two bases, its ring made when the base is first measured (where a
+    dict of them took about 200 bytes for one)."""
 
-    __slots__ = ("_rings",)
+    __slots__ = ("_cgroup", "_system")
 
     def __init__(self) -> None:
-        self._rings: dict[MeasuredBase, _Ring] = {}
+        self._system: Optional[_Ring] = None
+        self._cgroup: Optional[_Ring] = None
+
+    def _ring(self, base: MeasuredBase) -> Optional[_Ring]:
+        return self._system if base == "system" else self._cgroup
 
     def add(self, base: MeasuredBase, at: float, kb: int) -> None:
         """One tick's figure; at is time.monotonic()."""
-        ring = self._rings.get(base)
+        ring = self._ring(base)
         if ring is None:
-            ring = self._rings[base] = _Ring()
+            ring = _Ring()
+            if base == "system":
+                self._system = ring
+            else:
+                self._cgroup = ring
         ring.add(at, kb)
 
     def growth(self, base: MeasuredBase, limit_kb: int) -> Growth:
         """The rates of base's figure and the time until it reaches limit_kb."""
-        ring = self._rings.get(base)
+        ring = self._ring(base)
         if ring is None or ring.last is None:
             return Growth(None, None, None, None, limit_kb, None)
         last = ring.last

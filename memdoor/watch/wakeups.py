@@ -15,7 +15,7 @@ What cannot be registered is a problem the target_found record lists.
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Optional, Protocol, Union
 
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
@@ -23,33 +23,65 @@ from memdoor.pressure import PressureHub, Subscription, Wake
 from memdoor.watch.measure import LimitTracker
 
 
-class Wakeups:
-    __slots__ = ("_limit", "_limit_key", "_system", "hub", "kinds", "problems", "target", "wake")
+class Waking(Protocol):
+    """What the wake-ups end the sleep of: a watcher."""
 
-    def __init__(self, hub: Optional[PressureHub], wake: Wake, target: ResolvedTarget) -> None:
+    def wake(self) -> None: ...
+
+
+class Wakeups:
+    """A thousand targets keep one each, so it keeps little: it is itself what the
+    hub calls (where a closure per watcher took two objects), asking its watcher's
+    wake by name, so a wake replaced on the watcher is the one called; and its
+    subscriptions, kinds and problems are tuples, the empty one shared."""
+
+    __slots__ = (
+        "_kinds",
+        "_limit",
+        "_limit_key",
+        "_problems",
+        "_system",
+        "hub",
+        "target",
+        "watcher",
+    )
+
+    def __init__(self, hub: Optional[PressureHub], watcher: Waking, target: ResolvedTarget) -> None:
         self.hub = hub
-        self.wake = wake
+        self.watcher = watcher
         self.target = target
         # The kinds registered, in order, for target_found; and what failed.
-        self.kinds: list[str] = []
-        self.problems: list[Unreadable] = []
-        self._system: list[Subscription] = []
-        self._limit: list[Subscription] = []
+        self._kinds: tuple[str, ...] = ()
+        self._problems: tuple[Unreadable, ...] = ()
+        self._system: tuple[Subscription, ...] = ()
+        self._limit: tuple[Subscription, ...] = ()
         # (directory, limit in bytes) of the limit the cgroup wake-ups are registered for.
         self._limit_key: Optional[tuple[str, int]] = None
+
+    def __call__(self) -> None:
+        self.watcher.wake()
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self._kinds)
+
+    @property
+    def problems(self) -> list[Unreadable]:
+        return list(self._problems)
 
     def start(self, proc: str, pid: int, tracker: Optional[LimitTracker], on_counter: Wake) -> None:
         hub = self.hub
         if hub is None:
             return
-        self._keep(self._system, hub.watch_psi(f"{proc}/pressure/memory", self.wake))
-        self._keep(self._system, hub.watch_exit(pid, self.wake))
+        system = self._kept(hub.watch_psi(f"{proc}/pressure/memory", self))
+        system += self._kept(hub.watch_exit(pid, self))
         if tracker is not None:
             place = tracker.place
             if place.version == 2:
-                self._keep(self._system, hub.watch_v2_events(place.directory, on_counter))
+                system += self._kept(hub.watch_v2_events(place.directory, on_counter))
             else:
-                self._keep(self._system, hub.watch_v1_oom(place.directory, on_counter))
+                system += self._kept(hub.watch_v1_oom(place.directory, on_counter))
+        self._system = system
         self.follow_limit(tracker)
 
     def follow_limit(self, tracker: Optional[LimitTracker]) -> None:
@@ -63,32 +95,34 @@ class Wakeups:
         if key == self._limit_key:
             return
         self._cancel(self._limit)
+        self._limit = ()
         self._limit_key = key
         if key is None or tracker is None:
             return
         directory, limit_bytes = key
         if tracker.place.version == 1:
             threshold_bytes = limit_bytes * self.target.threshold // 100
-            self._keep(self._limit, hub.watch_v1_usage(directory, threshold_bytes, self.wake))
+            self._limit = self._kept(hub.watch_v1_usage(directory, threshold_bytes, self))
         else:
-            self._keep(self._limit, hub.watch_v2_events(directory, self.wake))
             pressure = os.path.join(directory, "memory.pressure")
-            self._keep(self._limit, hub.watch_psi(pressure, self.wake, "cgroup_psi"))
+            self._limit = self._kept(hub.watch_v2_events(directory, self))
+            self._limit += self._kept(hub.watch_psi(pressure, self, "cgroup_psi"))
 
-    def _keep(self, into: list[Subscription], outcome: Union[Subscription, Unreadable]) -> None:
+    def _kept(self, outcome: Union[Subscription, Unreadable]) -> tuple[Subscription, ...]:
+        """The subscription to keep, its kind noted; none where it failed, the problem noted."""
         if isinstance(outcome, Unreadable):
-            self.problems.append(outcome)
-            return
-        into.append(outcome)
-        if outcome.kind not in self.kinds:
-            self.kinds.append(outcome.kind)
+            self._problems += (outcome,)
+            return ()
+        if outcome.kind not in self._kinds:
+            self._kinds += (outcome.kind,)
+        return (outcome,)
 
     @staticmethod
-    def _cancel(subscriptions: list[Subscription]) -> None:
+    def _cancel(subscriptions: tuple[Subscription, ...]) -> None:
         for subscription in subscriptions:
             subscription.cancel()
-        subscriptions.clear()
 
     def cancel(self) -> None:
         self._cancel(self._system)
         self._cancel(self._limit)
+        self._system = self._limit = ()

@@ -389,3 +389,14 @@ def test_removed_cgroup_reads_as_vanished() -> None:
 
     assert not os.path.exists(cgroup.directory)
     assert isinstance(gone, Unreadable) and gone.reason == "vanished"
+
+
+def test_the_processes_of_one_cgroup_share_its_value() -> None:
+    with live_memory_cgroup(256 * MIB) as cgroup, live_memory_cgroup(256 * MIB) as other:
+        first, second = cgroup.spawn(), cgroup.spawn()
+        elsewhere = other.spawn()
+        layout = host_layout()
+        found = [memory_cgroup_of(w.pid, layout) for w in (first, second, elsewhere)]
+    assert isinstance(found[0], MemoryCgroup) and found[0].directory == cgroup.directory
+    assert found[1] is found[0]
+    assert isinstance(found[2], MemoryCgroup) and found[2].directory == other.directory

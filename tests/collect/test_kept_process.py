@@ -174,3 +174,40 @@ def test_no_descriptor_is_left_open_after_a_hundred_watched_processes_came_and_w
     ended = asyncio.run(main())
     assert ended == ["exited"] * 100
     assert open_fds() - before == set()
+
+
+def test_a_kept_file_named_in_a_directory_reads_and_fails_as_one_named_by_its_path() -> None:
+    with sleeper() as child:
+        directory = f"/proc/{child.pid}/"
+        named = KeptFile(directory, "stat")
+        whole = KeptFile(f"{directory}stat")
+        try:
+            assert named.path == whole.path == f"/proc/{child.pid}/stat"
+            assert named.read() == whole.read()
+            child.kill()
+            child.wait()
+            gone, gone_too = named.read(), whole.read()
+            assert isinstance(gone, Unreadable) and gone == gone_too
+            assert gone.what == f"/proc/{child.pid}/stat" and not named.opened
+        finally:
+            named.close()
+            whole.close()
+
+
+def test_a_process_at_rest_gets_the_verdict_and_rss_of_the_tick_before_as_they_were() -> None:
+    with sleeper() as child:
+        kept = KeptProcess(child.pid)
+        started = start_ticks(child.pid)
+        try:
+            first = kept.check(None, started)
+            assert first.verdict is Verdict.SAME and first.task is not None
+            rss_kb = kept.rss_kb(first.task)
+            again = kept.check(None, started)
+            assert again is first and kept.rss_kb(first.task) is rss_kb
+            assert rss_kb == read_rss_kb(child.pid)
+            # Asked about another start time, the verdict is judged afresh.
+            reused = kept.check(None, started + 1)
+            assert reused.verdict is Verdict.REUSED
+            assert kept.check(None, started) is not first
+        finally:
+            kept.close()

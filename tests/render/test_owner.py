@@ -98,3 +98,12 @@ def test_journal_fields_make_unit_container_and_pod_filterable() -> None:
     pod_fields = journal_fields(record(owner_dict(parse_cgroup_owner(f"{POD}/{ID}"))), "{}")
     assert pod_fields["MEMDOOR_POD_UID"] == UID
     assert "MEMDOOR_UNIT" not in pod_fields and "MEMDOOR_INVOCATION_ID" not in pod_fields
+
+
+def test_the_processes_of_one_owner_share_one_section_as_made_afresh() -> None:
+    path = f"{POD}/{ID}"
+    first = owner_dict(parse_cgroup_owner(path), INVOCATION)
+    assert owner_dict(parse_cgroup_owner(path), INVOCATION) is first
+    assert first == owner_dict.__wrapped__(parse_cgroup_owner(path), INVOCATION)
+    other_run = owner_dict(parse_cgroup_owner(path), INVOCATION[::-1])
+    assert other_run is not first and other_run["invocation_id"] == INVOCATION[::-1]
