@@ -28,7 +28,8 @@ from memdoor.resolve import ExeNarrowing, Resolution, resolve
 from memdoor.watch.context import TargetState
 from memdoor.watcher import ProcessWatcher
 
-# What most supervisors retry: one empty frozenset for all (an empty set is 216 bytes).
+# What most supervisors retry, and have seen end: one empty frozenset for all (an
+# empty set is 216 bytes, and a thousand targets kept one each).
 _NO_PIDS: frozenset[int] = frozenset()
 
 
@@ -37,7 +38,7 @@ class TargetSupervisor:
         self.state = state
         # pid -> its watcher, and its task (or the future run() sets: _outcome_of).
         self.watchers: dict[int, tuple[ProcessWatcher, asyncio.Future[None]]] = {}
-        self.ended_pids: set[int] = set()
+        self.ended_pids = _NO_PIDS
         self.last_progress = time.monotonic()
         # Waiting on its one watcher rather than polling (a fixed-pid target).
         self._idle = False
@@ -120,7 +121,8 @@ class TargetSupervisor:
             self._adopt(pid, resolution.start_ticks.get(pid))
         # A pid that ended may be re-adopted once the locator stops naming it.
         named = set(resolution.pids) | ({target.pid} if target.pid else set())
-        self.ended_pids &= named
+        if self.ended_pids:
+            self.ended_pids &= named
         self._failed = {pid: failure for pid, failure in self._failed.items() if pid in named}
 
     def _adopt(self, pid: int, checked_start: Optional[int]) -> None:
@@ -174,7 +176,7 @@ class TargetSupervisor:
             del self.watchers[pid]
             error = None if outcome.cancelled() else outcome.exception()
             if error is None:
-                self.ended_pids.add(pid)
+                self.ended_pids |= {pid}
                 self._failed.pop(pid, None)
                 continue
             failure = (watcher.identity.start_ticks, _described(error))

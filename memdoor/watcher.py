@@ -124,7 +124,7 @@ class ProcessWatcher:
                 if self.ended is None:
                     await self._sleep(delay)
         finally:
-            self.state.above.discard(self.pid)
+            self.state.now_below(self.pid)
             self.wakeups.cancel()
             self.witness.close()
             self.files.close()
@@ -173,7 +173,7 @@ class ProcessWatcher:
             await self._above(measure)
         else:
             if self.pid in self.state.above:
-                self.state.above.discard(self.pid)
+                self.state.now_below(self.pid)
                 self.records.back_below(measure.message, measure.percent, measure.base)
             if self.evidence.stale(ratio, measure.kb):
                 await self._snapshot(measure.kb, pack=ratio < KEEP_NEAR_RATIO)
@@ -213,7 +213,7 @@ class ProcessWatcher:
             snapshot = self.evidence.last
             if snapshot is None:
                 return
-        self.state.above.add(self.pid)
+        self.state.now_above(self.pid)
         now = time.monotonic()
         if self.state.count_reached or (not crossed and now < self._next_emit_at):
             return

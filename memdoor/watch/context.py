@@ -49,11 +49,21 @@ class TargetState:
     records: TargetRecords
     services: Services
     snapshots_emitted: int = 0
-    above: set[int] = field(default_factory=set)
+    # The pids above the threshold: changed at crossings only, so a new frozenset
+    # then rather than a set each target keeps (216 bytes empty; a thousand targets).
+    above: frozenset[int] = frozenset()
 
     @property
     def target(self) -> ResolvedTarget:
         return self.records.target
+
+    def now_above(self, pid: int) -> None:
+        if pid not in self.above:
+            self.above = self.above | {pid}
+
+    def now_below(self, pid: int) -> None:
+        if pid in self.above:
+            self.above = self.above - {pid}
 
     @property
     def count_reached(self) -> bool:
