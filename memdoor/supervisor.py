@@ -123,7 +123,8 @@ class TargetSupervisor:
         named = set(resolution.pids) | ({target.pid} if target.pid else set())
         if self.ended_pids:
             self.ended_pids &= named
-        self._failed = {pid: failure for pid, failure in self._failed.items() if pid in named}
+        if self._failed:
+            self._failed = {pid: fail for pid, fail in self._failed.items() if pid in named}
 
     def _adopt(self, pid: int, checked_start: Optional[int]) -> None:
         """Watch pid; checked_start, when resolution checked the process's owner, is the
