@@ -16,6 +16,7 @@ from memdoor.lab.memory_cgroup import live_memory_cgroup
 from memdoor.lab.unavailable import LabUnavailable
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.system_memory import MemTotal
+from memdoor.vocabulary import MeasuredBase
 from memdoor.watch.context import Services
 from memdoor.watch.growth import MINUTE_S, SPACING_S, GrowthRing
 from memdoor.watcher import ProcessWatcher
@@ -85,15 +86,23 @@ def test_each_base_keeps_its_own_figures() -> None:
     assert ring.growth("cgroup", LIMIT_KB).last_interval_kb_per_s is None
 
 
-@fuzz
-@given(st.lists(st.tuples(st.floats(0.01, 30), st.integers(0, 10**8)), min_size=2, max_size=200))
-def test_rates_are_the_slopes_between_kept_ticks(ticks: list[tuple[float, int]]) -> None:
+def ring_of(
+    base: MeasuredBase, ticks: list[tuple[float, int]]
+) -> tuple[GrowthRing, list[tuple[float, int]]]:
+    """A ring given each tick (seconds since the one before, kB), and the (time, kB) added."""
     ring = GrowthRing()
     at, seen = 0.0, []
     for step, kb in ticks:
         at += step
-        ring.add("system", at, kb)
+        ring.add(base, at, kb)
         seen.append((at, kb))
+    return ring, seen
+
+
+@fuzz
+@given(st.lists(st.tuples(st.floats(0.01, 30), st.integers(0, 10**8)), min_size=2, max_size=200))
+def test_rates_are_the_slopes_between_kept_ticks(ticks: list[tuple[float, int]]) -> None:
+    ring, seen = ring_of("system", ticks)
     growth = ring.growth("system", LIMIT_KB)
     (t0, v0), (t1, v1) = seen[-2], seen[-1]
     assert growth.last_interval_kb_per_s == pytest.approx((v1 - v0) / (t1 - t0))
@@ -108,12 +117,7 @@ def test_rates_are_the_slopes_between_kept_ticks(ticks: list[tuple[float, int]])
 @fuzz
 @given(st.lists(st.tuples(st.floats(0.01, 30), st.integers(0, 10**8)), min_size=2, max_size=40))
 def test_the_last_interval_is_exactly_the_last_two_ticks(ticks: list[tuple[float, int]]) -> None:
-    ring = GrowthRing()
-    at, seen = 0.0, []
-    for step, kb in ticks:
-        at += step
-        ring.add("cgroup", at, kb)
-        seen.append((at, kb))
+    ring, seen = ring_of("cgroup", ticks)
     growth = ring.growth("cgroup", LIMIT_KB)
     (t0, v0), (t1, v1) = seen[-2], seen[-1]
     assert growth.last_interval_kb_per_s == (v1 - v0) / (t1 - t0)

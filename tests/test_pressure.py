@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import pytest
 
@@ -157,6 +157,16 @@ def test_an_oom_kill_in_the_cgroup_wakes() -> None:
     run_with_hub(test)
 
 
+async def killed_until_woken(child: asyncio.subprocess.Process, woken: list[Any]) -> None:
+    """Kill child, then wait up to 2 s for a wake-up to note its exit in woken."""
+    child.kill()
+    await child.wait()
+    for _ in range(100):
+        if woken:
+            break
+        await asyncio.sleep(0.02)
+
+
 def test_the_process_exit_wakes_once() -> None:
     async def test(hub: PressureHub) -> None:
         woken: list[int] = []
@@ -165,12 +175,7 @@ def test_the_process_exit_wakes_once() -> None:
         assert isinstance(subscription, Subscription) and subscription.kind == "exit"
         await asyncio.sleep(0.2)
         assert woken == []
-        child.kill()
-        await child.wait()
-        for _ in range(100):
-            if woken:
-                break
-            await asyncio.sleep(0.02)
+        await killed_until_woken(child, woken)
         await asyncio.sleep(0.2)  # one-shot: it stays readable, but wakes no more
         assert woken == [1]
         subscription.cancel()
@@ -201,12 +206,7 @@ def test_wakes_on_one_exit_share_its_pidfd_until_the_last_is_cancelled() -> None
         assert open_pidfds() == before + 1
         first.cancel()
         assert open_pidfds() == before + 1
-        child.kill()
-        await child.wait()
-        for _ in range(100):
-            if woken:
-                break
-            await asyncio.sleep(0.02)
+        await killed_until_woken(child, woken)
         assert woken == ["second"]
         second.cancel()
         assert open_pidfds() == before
