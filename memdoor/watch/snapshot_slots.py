@@ -3,10 +3,11 @@
 Far below its threshold a process's kept snapshot is refreshed now and then.
 At start, and whenever many watchers' timers end together, a thousand targets
 ask for one at once. Queued for the worker threads, each waited as a job, two
-futures, a copy of the context and the watcher's suspended tick: at the start
-of 1,000 targets about 35,000 objects at once, given back a second later. That
-peak stayed in the daemon's RSS for good (about 5 MiB), because Python keeps an
-arena that still holds one object. Waiting here costs one future each.
+futures and a copy of the context beside the watcher's suspended tick: at the
+start of 1,000 targets about 35,000 objects at once, given back within two
+seconds. That peak stayed in the daemon's RSS for good (5 to 7 MiB), because
+Python keeps an arena that still holds one object. Waiting here costs one
+future each.
 
 It also keeps the queue short for what is urgent: a snapshot near or above the
 threshold does not wait here, and finds at most SNAPSHOT_THREADS routine ones
