@@ -208,8 +208,11 @@ def test_wakes_on_one_exit_share_its_pidfd_until_the_last_is_cancelled() -> None
         assert open_pidfds() == before + 1
         await killed_until_woken(child, woken)
         assert woken == ["second"]
+        # Counted again: from Python 3.12 asyncio holds a pidfd of its own for the
+        # child until it is reaped, and the count before included it.
+        held = open_pidfds()
         second.cancel()
-        assert open_pidfds() == before
+        assert open_pidfds() == held - 1
 
     run_with_hub(test)
 
