@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from memdoor.watch.wake_grid import COALESCE_FROM, COALESCE_GRID, wake_grid, wake_time
@@ -17,6 +17,7 @@ clock = st.floats(min_value=0.0, max_value=3e7, allow_nan=False)
 
 
 @given(now=clock, delay=st.floats(min_value=COALESCE_FROM, max_value=86400.0 * 2))
+@example(now=0.75, delay=1.0000000000000002)  # where the division rounded down onto 1.75
 def test_a_long_wait_ends_on_the_grid_never_early_and_at_most_5_percent_late(
     now: float, delay: float
 ) -> None:

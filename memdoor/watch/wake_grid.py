@@ -30,9 +30,13 @@ class Cancellable(Protocol):
 
 def wake_time(now: float, delay: float) -> float:
     """When a sleep of delay from now ends (on the loop's clock)."""
+    end = now + delay
     if delay < COALESCE_FROM:
-        return now + delay
-    return math.ceil((now + delay) / COALESCE_GRID) * COALESCE_GRID
+        return end
+    on_grid = math.ceil(end / COALESCE_GRID) * COALESCE_GRID
+    # The division may round down onto a step just below end (0.75 + 1.0000000000000002
+    # gave 1.75): the next step then, so that a sleep never ends early.
+    return on_grid if on_grid >= end else on_grid + COALESCE_GRID
 
 
 class _InSlot:
