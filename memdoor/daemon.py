@@ -151,6 +151,9 @@ class Daemon:
         for sink in sinks:
             if sink["state"] == "unavailable":
                 self.dispatcher.notice(f"sink {sink['name']} unavailable: {sink['detail']}")
+        unheard = self.services.pidfile_changes.open(loop)
+        if unheard is not None:
+            self.dispatcher.notice(f"pidfile writes unheard ({unheard}): read on the interval only")
         self.records.daemon_started(
             self.config_path,
             len(self.config.targets),
@@ -187,6 +190,7 @@ class Daemon:
             await asyncio.gather(*helpers, return_exceptions=True)
             kernel_log.stop(loop)
             self.services.oomd.stop(loop)
+            self.services.pidfile_changes.close(loop)
             if hook is not None:
                 hook.close()
             if self.services.pressure is not None:
@@ -246,13 +250,8 @@ class Daemon:
         # redact_cmdline every running target, through _apply_targets.
         self.watchdog.set_enabled(new_config.settings.daemon.watchdog)
         added, removed, changed = self._apply_targets()
-        self.records.config_reloaded(
-            added,
-            removed,
-            changed,
-            settings,
-            unapplied_sink_keys(settings, new_config.settings, self.stdout),
-        )
+        unapplied = unapplied_sink_keys(settings, new_config.settings, self.stdout)
+        self.records.config_reloaded(added, removed, changed, settings, unapplied)
         self.notifier.ready(self.status_line())
 
     def _apply_targets(self) -> tuple[list[str], list[str], list[str]]:

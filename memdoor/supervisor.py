@@ -1,7 +1,9 @@
 """One supervisor per configured target: finds its processes and runs a watcher for each.
 
 The supervisor re-resolves the target on its interval, so new processes of an
-exe are picked up and a pidfile that names a restarted service is followed.
+exe are picked up and a pidfile that names a restarted service is followed; a
+pidfile target also as soon as its pidfile is written (memdoor.pidfile_changes),
+since a restarted service can be killed again before the interval ends.
 Resolution never re-adopts a pid it saw end while the locator still names
 that same pid: a stale pidfile pointing at a recycled pid would otherwise make
 a stranger the target. A watcher that died of a bug is not such an end: the
@@ -18,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from typing import Optional
+from typing import Any, Optional
 
 from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.reading import Unreadable
+from memdoor.config import ResolvedTarget
 from memdoor.detached import call_detached
 from memdoor.oom.nearby import Placement, WatchedProcess
+from memdoor.pidfile_changes import PidfileListener
 from memdoor.resolve import ExeNarrowing, Resolution, resolve
 from memdoor.watch.context import TargetState
 from memdoor.watcher import ProcessWatcher
@@ -50,6 +54,10 @@ class TargetSupervisor:
         self._failed: dict[int, tuple[int, str]] = {}
         # Pids whose watcher failed in this step: adopted again on the next one.
         self._retry_next_step = _NO_PIDS
+        pidfile = state.target.pidfile
+        self._pidfile = (
+            None if pidfile is None else PidfileListener(state.services.pidfile_changes, pidfile)
+        )
 
     @property
     def name(self) -> str:
@@ -61,14 +69,19 @@ class TargetSupervisor:
                 await self._guarded_step()
                 self.last_progress = time.monotonic()
                 waiting = self._fixed_pid_watcher()
-                if waiting is None:
-                    await asyncio.sleep(self.state.target.interval)
+                target = self.state.target
+                if waiting is None and self._pidfile is not None:
+                    await self._pidfile.pause(target.interval, target.min_interval)
+                elif waiting is None:
+                    await asyncio.sleep(target.interval)
                 else:
                     # Nothing to resolve until that one process ends (or its watcher fails).
                     self._idle = True
                     await _run_into(*waiting)
                     self._idle = False
         finally:
+            if self._pidfile is not None:
+                self._pidfile.close()
             for _watcher, outcome in self.watchers.values():
                 outcome.cancel()
             await asyncio.gather(*(o for _w, o in self.watchers.values()), return_exceptions=True)
@@ -107,13 +120,7 @@ class TargetSupervisor:
         ):
             # A fixed pid is one process: watched, or ended and never re-adopted.
             return
-        locator = (target.pid, target.pidfile, target.exe, self.state.services.proc)
-        if target.pid is not None:
-            # /proc alone, which every tick reads on the loop too: found at once.
-            resolution = resolve(*locator)
-        else:
-            narrowing = ExeNarrowing(target.cmdline, target.unit, target.cgroup)
-            resolution = await call_detached(resolve, *locator, target.pidfile_owner, narrowing)
+        resolution = await _resolution(target, self.state.services.proc, self._pidfile)
         self._report_resolution(resolution)
         for pid in resolution.pids:
             if pid in self.watchers or pid in self.ended_pids or pid in self._retry_next_step:
@@ -230,6 +237,32 @@ class TargetSupervisor:
             for watcher, outcome in self.watchers.values()
             if not outcome.done()
         )
+
+
+async def _resolution(
+    target: ResolvedTarget, proc: str, listener: Optional[PidfileListener]
+) -> Resolution:
+    """The target's pids now; a pidfile's directory is watched first if it is not yet."""
+    locator = (target.pid, target.pidfile, target.exe, proc)
+    if target.pid is not None:
+        # /proc alone, which every tick reads on the loop too: found at once.
+        return resolve(*locator)
+    narrowing = ExeNarrowing(target.cmdline, target.unit, target.cgroup)
+    unwatched = listener if listener is not None and listener.needs_watch() else None
+    watch, resolution = await call_detached(
+        _watched_then_resolved, unwatched, *locator, target.pidfile_owner, narrowing
+    )
+    if unwatched is not None and watch is not None:
+        unwatched.listen(watch)
+    return resolution
+
+
+def _watched_then_resolved(
+    unwatched: Optional[PidfileListener], *locator: Any
+) -> tuple[Optional[int], Resolution]:
+    """The pidfile's directory watched first when it is not yet, then the target
+    resolved: a write in between is both heard and read, none falls between them."""
+    return None if unwatched is None else unwatched.add_watch(), resolve(*locator)
 
 
 async def _run_into(watcher: ProcessWatcher, outcome: asyncio.Future[None]) -> None:

@@ -13,6 +13,7 @@ from memdoor.oom.group import GroupKills
 from memdoor.oom.kernel_log import KernelLog
 from memdoor.oom.nearby import NeighbourKillCounter
 from memdoor.oom.oomd import OomdHub
+from memdoor.pidfile_changes import PidfileChanges
 from memdoor.pressure import PressureHub
 from memdoor.system_memory import MemTotal
 from memdoor.watch.measure import LimitLookups
@@ -40,6 +41,8 @@ class Services:
     parent_kills: ParentKillCounts = field(default_factory=ParentKillCounts)
     # Routine snapshots, far below the threshold, wait here for a worker thread.
     snapshot_slots: SnapshotSlots = field(default_factory=SnapshotSlots)
+    # Writes to pidfile targets' pidfiles, heard as they close.
+    pidfile_changes: PidfileChanges = field(default_factory=PidfileChanges)
 
 
 @dataclass

@@ -17,9 +17,10 @@ from tests.system.container import SystemdMachine, poll_until
 from tests.system.memdoor_units import HELPERS, memdoor_records
 
 # Perl, because perl-base is in every Debian system and starts in a fraction of
-# Python's time under emulation. Both settle for a second first, so that memdoor has
-# found the new process behind the pidfile before the growth starts, then write every
-# page ("x" x N is a real string).
+# Python's time under emulation. Both settle for a second first, in which memdoor
+# hears the pidfile written and adopts the new process (found only on its 5 s
+# interval, some kills came before it), then write every page ("x" x N is a real
+# string).
 # 2 MiB every 50 ms: about 40 MiB/s, a leak memdoor polls through at min_interval.
 LEAK = """\
 use strict;
