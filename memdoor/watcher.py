@@ -5,15 +5,16 @@ its threshold (memdoor.watch.measure), keeps a fresh snapshot as evidence
 whatever the threshold (memdoor.watch.evidence) and writes what crossed
 (memdoor.emitter). Polling adapts: the closer a process is to its threshold,
 the shorter the wait, and a kernel notification (memdoor.watch.wakeups) cuts
-the wait short. When the process is gone, memdoor.oom decides whether the OOM
-killer took it.
+the wait short. A tick with nothing to await, most of them at rest, runs in its
+timer's callback and leaves the task asleep (memdoor.watch.pause). When the
+process is gone, memdoor.oom decides whether the OOM killer took it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Optional
+from functools import partial
+from typing import Optional, Union
 
 from memdoor.collect.cgroup import memory_cgroup_of
 from memdoor.collect.identity import ProcessIdentity, where_to_read
@@ -30,7 +31,7 @@ from memdoor.watch.context import Services, TargetState
 from memdoor.watch.evidence import KEEP_NEAR_RATIO, EvidenceKeeper, PidReused, Taken
 from memdoor.watch.growth import GrowthRing
 from memdoor.watch.measure import LimitTracker, Measure, ThresholdMeter
-from memdoor.watch.wake_grid import WakeGrid, wake_grid
+from memdoor.watch.pause import Due, Pause
 from memdoor.watch.wakeups import Wakeups
 
 GONE_REASONS = {
@@ -51,8 +52,9 @@ def _witness_of(identity: ProcessIdentity, services: Services) -> KillWitness:
     )
 
 
-class ProcessWatcher:
+class ProcessWatcher(Pause):
     def __init__(self, state: TargetState, identity: ProcessIdentity) -> None:
+        super().__init__()  # between ticks: memdoor.watch.pause
         services = state.services
         self.state = state
         self.pid = identity.pid
@@ -66,14 +68,9 @@ class ProcessWatcher:
         self.growth = GrowthRing()
         # Calls self.wake by name: a test may replace wake on the instance.
         self.wakeups = Wakeups(services.pressure, self, state.target)
-        self.last_progress = time.monotonic()
         self.ended: Optional[str] = None
         # What target_found warns of (a threshold no report can reach), found by attach().
         self.warnings: list[str] = []
-        self._waiter: Optional[asyncio.Future[None]] = None
-        # The running loop's wake grid, looked up once rather than every tick.
-        self._grid: Optional[WakeGrid] = None
-        self._woken = False
         self._next_emit_at = 0.0
 
     @property
@@ -107,22 +104,18 @@ class ProcessWatcher:
         if self.witness.counter_changed():
             self.wake()
 
-    def wake(self) -> None:
-        """End the sleep; while a tick runs (a snapshot in its thread), skip the next one:
-        the process's exit must not wait for a timer of up to two intervals."""
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-        else:
-            self._woken = True
-
     async def run(self) -> None:
         """Tick until the process is gone."""
         try:
             while self.ended is None:
                 delay = await self.tick()
                 self.last_progress = time.monotonic()
-                if self.ended is None:
-                    await self._sleep(delay)
+                waiter = None if self.ended is not None else self.arm(delay)
+                if waiter is not None:
+                    try:
+                        await waiter
+                    finally:
+                        self.disarm()
         finally:
             self.state.now_below(self.pid)
             self.wakeups.cancel()
@@ -131,33 +124,23 @@ class ProcessWatcher:
             if self.tracker is not None:
                 self.tracker.close()
 
-    async def _sleep(self, delay: float) -> None:
-        """Wait for the delay or a wake-up: one future and a place in a timer shared
-        with the watchers that wake at the same time (memdoor.watch.wake_grid; this
-        runs for every tick of every process), and a cancellation is never swallowed
-        by a wake-up racing with it."""
-        if self._woken:
-            self._woken = False
-            return
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
-        if self._grid is None or self._grid.loop is not loop:
-            self._grid = wake_grid()
-        timer = self._grid.call_later(delay, self.wake)
-        try:
-            await self._waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
     async def tick(self) -> float:
         """One poll; returns how long to wait before the next."""
+        step = self.due_step()
+        if isinstance(step, float):
+            return step
+        action, delay = step
+        await action()
+        return delay
+
+    def step(self) -> Union[float, Due]:
+        """The tick's reads and verdict, on the loop: in the task or in the timer's
+        callback (memdoor.watch.pause)."""
         watermark = self.witness.watermark()
         identity = self.identity
         liveness = self.files.check(identity.exe, identity.start_ticks)
         if liveness.task is None:
-            await self._ended(liveness)
-            return 0.0
+            return partial(self._ended, liveness), 0.0
         oom_kills = None if self.tracker is None else self.tracker.oom_kills
         self.witness.seen(liveness.task, watermark, oom_kills)
         measure = self.meter.measure(liveness.task)
@@ -170,14 +153,14 @@ class ProcessWatcher:
         self.growth.add(measure.base, time.monotonic(), measure.kb)
         ratio = measure.percent / target.threshold
         if ratio >= 1:
-            await self._above(measure)
-        else:
-            if self.pid in self.state.above:
-                self.state.now_below(self.pid)
-                self.records.back_below(measure.message, measure.percent, measure.base)
-            if self.evidence.stale(ratio, measure.kb):
-                await self._snapshot(measure.kb, pack=ratio < KEEP_NEAR_RATIO)
-        return self.next_delay(ratio)
+            return partial(self._above, measure), self.next_delay(ratio)
+        if self.pid in self.state.above:
+            self.state.now_below(self.pid)
+            self.records.back_below(measure.message, measure.percent, measure.base)
+        delay = self.next_delay(ratio)
+        if self.evidence.stale(ratio, measure.kb):
+            return partial(self._snapshot, measure.kb, pack=ratio < KEEP_NEAR_RATIO), delay
+        return delay
 
     def next_delay(self, ratio: float) -> float:
         """Twice the interval when far below, shrinking to min_interval at the threshold."""

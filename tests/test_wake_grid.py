@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from memdoor.watch.wake_grid import COALESCE_FROM, COALESCE_GRID, wake_grid, wake_time
 from memdoor.watcher import ProcessWatcher
+from tests.test_pause import waited
 from tests.test_watcher import identity_of, make_state
 
 # The loop's clock (time.monotonic) counts from boot: up to about a year of it.
@@ -46,12 +48,15 @@ def test_watchers_far_below_their_thresholds_wake_together(spawn_workload) -> No
         ]
 
         async def sleep(watcher: ProcessWatcher, delay: float) -> None:
-            def wake() -> None:
-                woken.append(loop.time())
-                ProcessWatcher.wake(watcher)
+            async def nothing() -> None:
+                pass
 
-            watcher.wake = wake  # type: ignore[method-assign]
-            await watcher._sleep(delay)
+            def tick() -> tuple[Callable[[], Awaitable[None]], float]:
+                woken.append(loop.time())
+                return nothing, 0.0  # something to await: the task wakes
+
+            watcher.step = tick  # type: ignore[method-assign]
+            await waited(watcher, delay)
 
         first_end: list[float] = []
 

@@ -287,16 +287,16 @@ def test_after_a_failed_watcher_the_process_is_watched_again_and_its_kill_record
     state = make_state(workload.pid, threshold=99)
     collector = LineCollector()
     state.records.writer = RecordLog(collector)
-    real_tick = ProcessWatcher.tick
+    real_step = ProcessWatcher.step
     ticks: list[int] = []
 
-    async def tick_failing_once(self: ProcessWatcher) -> float:
+    def step_failing_once(self: ProcessWatcher) -> Any:
         ticks.append(1)
         if len(ticks) == 1:
             raise RuntimeError("bug in the first tick")
-        return await real_tick(self)
+        return real_step(self)
 
-    monkeypatch.setattr(ProcessWatcher, "tick", tick_failing_once)
+    monkeypatch.setattr(ProcessWatcher, "step", step_failing_once)
 
     async def scenario() -> None:
         supervisor = TargetSupervisor(state)
