@@ -26,7 +26,6 @@ from memdoor.collect.identity import read_identity, read_stat
 from memdoor.collect.reading import Unreadable
 from memdoor.config import ResolvedTarget
 from memdoor.detached import call_detached
-from memdoor.oom.nearby import Placement, WatchedProcess
 from memdoor.pidfile_changes import PidfileListener
 from memdoor.resolve import ExeNarrowing, Resolution, resolve
 from memdoor.watch.context import TargetState
@@ -76,8 +75,19 @@ class TargetSupervisor:
                     await asyncio.sleep(target.interval)
                 else:
                     # Nothing to resolve until that one process ends (or its watcher fails).
+                    # It runs here (not in a task and a coroutine of its own: a thousand
+                    # targets keep one of each less), its end set on its outcome for _reap.
                     self._idle = True
-                    await _run_into(*waiting)
+                    watcher, outcome = waiting
+                    try:
+                        await watcher.run()
+                    except asyncio.CancelledError:
+                        outcome.cancel()
+                        raise
+                    except Exception as error:  # a bug in one watcher: _reap reports it
+                        outcome.set_exception(error)
+                    else:
+                        outcome.set_result(None)
                     self._idle = False
         finally:
             if self._pidfile is not None:
@@ -214,18 +224,6 @@ class TargetSupervisor:
             if pid in pids or in_cgroup:
                 watcher.wake()
 
-    def placements(self) -> list[Placement]:
-        """Each watched process with its cgroup, for memdoor.oom.nearby."""
-        return [
-            Placement(
-                self.name,
-                WatchedProcess(pid, watcher.identity.start_ticks),
-                None if watcher.tracker is None else watcher.tracker.place,
-                live=not outcome.done(),
-            )
-            for pid, (watcher, outcome) in self.watchers.items()
-        ]
-
     def stale(self, now: float, allowance: float) -> bool:
         """True when this supervisor or one of its watchers stopped making progress."""
         # A watcher far below its threshold legitimately sleeps two intervals.
@@ -263,20 +261,6 @@ def _watched_then_resolved(
     """The pidfile's directory watched first when it is not yet, then the target
     resolved: a write in between is both heard and read, none falls between them."""
     return None if unwatched is None else unwatched.add_watch(), resolve(*locator)
-
-
-async def _run_into(watcher: ProcessWatcher, outcome: asyncio.Future[None]) -> None:
-    """Run the watcher here and set its end on outcome, as its task's would be:
-    _reap takes it from there."""
-    try:
-        await watcher.run()
-    except asyncio.CancelledError:
-        outcome.cancel()
-        raise
-    except Exception as error:  # a bug in one watcher: _reap reports it, the next step retries
-        outcome.set_exception(error)
-    else:
-        outcome.set_result(None)
 
 
 def _described(error: BaseException) -> str:

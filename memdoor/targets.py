@@ -12,7 +12,7 @@ from typing import Optional
 
 from memdoor.config import ResolvedTarget
 from memdoor.emitter import RecordWriter, TargetRecords
-from memdoor.oom.nearby import NearbyKill, Placement
+from memdoor.oom.nearby import NearbyKill, Placement, WatchedProcess
 from memdoor.supervisor import TargetSupervisor
 from memdoor.watch.context import Services, TargetState
 
@@ -63,10 +63,16 @@ class Targets:
         return sorted(name for task, name in tasks.items() if not task.done())
 
     def placements(self) -> list[Placement]:
+        """Each watched process with its cgroup, for memdoor.oom.nearby."""
         return [
-            placement
-            for _target, supervisor, _task in self._running.values()
-            for placement in supervisor.placements()
+            Placement(
+                name,
+                WatchedProcess(pid, watcher.identity.start_ticks),
+                None if watcher.tracker is None else watcher.tracker.place,
+                live=not outcome.done(),
+            )
+            for name, (_target, supervisor, _task) in self._running.items()
+            for pid, (watcher, outcome) in supervisor.watchers.items()
         ]
 
     def wake(self, pids: set[int], cgroup_path: Optional[str]) -> None:

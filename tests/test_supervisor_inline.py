@@ -4,60 +4,90 @@ future as its own task's would be, for the supervisor's reaper to take."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
 
-from memdoor.supervisor import _run_into
+import pytest
+
+from memdoor.supervisor import TargetSupervisor
 from memdoor.watcher import ProcessWatcher
+from tests.test_watcher import log_of, make_state, until
+from tests.workload_fixture import SpawnWorkload
+
+WatcherRun = Callable[[ProcessWatcher], Awaitable[None]]
 
 
-class _Watcher:
-    def __init__(self, run: Any) -> None:
-        self.run = run
+def outcome_of_run(
+    run: WatcherRun, spawn_workload: SpawnWorkload, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Future[None], bool, list[str]]:
+    """The outcome the supervisor set for its watcher whose run() is run, whether the
+    supervisor's task was still running then, and the records said."""
+    monkeypatch.setattr(ProcessWatcher, "run", run)
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99, interval=60.0)
+
+    async def main() -> tuple[asyncio.Future[None], bool]:
+        supervisor = TargetSupervisor(state)
+        task = asyncio.get_running_loop().create_task(supervisor.run())
+        await until(lambda: workload.pid in supervisor.watchers)
+        _watcher, outcome = supervisor.watchers[workload.pid]
+        await until(outcome.done)
+        await asyncio.sleep(0.05)  # the supervisor's next steps, had it ended
+        running = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return outcome, running
+
+    outcome, running = asyncio.run(asyncio.wait_for(main(), 20))
+    return outcome, running, log_of(state).events()
 
 
-def _outcome_of_run(run: Any) -> asyncio.Future[None]:
-    async def main() -> asyncio.Future[None]:
-        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await asyncio.wait_for(_run_into(cast(ProcessWatcher, _Watcher(run)), outcome), 10)
-        return outcome
-
-    return asyncio.run(main())
-
-
-def test_a_watchers_bug_is_set_on_the_outcome_and_does_not_end_the_supervisor() -> None:
-    async def failing() -> None:
+def test_a_watchers_bug_is_set_on_the_outcome_and_does_not_end_the_supervisor(
+    spawn_workload: SpawnWorkload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(_watcher: ProcessWatcher) -> None:
         await asyncio.sleep(0.01)
         raise RuntimeError("a watcher's bug")
 
-    outcome = _outcome_of_run(failing)
-    assert outcome.done() and isinstance(outcome.exception(), RuntimeError)
+    outcome, running, events = outcome_of_run(failing, spawn_workload, monkeypatch)
+    assert isinstance(outcome.exception(), RuntimeError) and running
+    assert events[:2] == ["target_found", "watcher_failed"]
 
 
-def test_a_watcher_that_ends_sets_an_empty_outcome() -> None:
-    async def ending() -> None:
+def test_a_watcher_that_ends_sets_an_empty_outcome(
+    spawn_workload: SpawnWorkload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def ending(_watcher: ProcessWatcher) -> None:
         await asyncio.sleep(0.01)
 
-    outcome = _outcome_of_run(ending)
-    assert outcome.done() and not outcome.cancelled() and outcome.exception() is None
+    outcome, running, events = outcome_of_run(ending, spawn_workload, monkeypatch)
+    assert not outcome.cancelled() and outcome.exception() is None and running
+    assert events == ["target_found"]
 
 
-def test_cancelling_the_supervisor_cancels_the_watcher_and_its_outcome() -> None:
-    async def main() -> tuple[bool, asyncio.Future[None], asyncio.Task[None]]:
-        stopped = []
+def test_cancelling_the_supervisor_cancels_the_watcher_and_its_outcome(
+    spawn_workload: SpawnWorkload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopped: list[bool] = []
 
-        async def watching() -> None:
-            try:
-                await asyncio.Event().wait()
-            finally:
-                stopped.append(True)
+    async def watching(_watcher: ProcessWatcher) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.append(True)
 
-        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        watcher = cast(ProcessWatcher, _Watcher(watching))
-        supervisor = asyncio.get_running_loop().create_task(_run_into(watcher, outcome))
+    monkeypatch.setattr(ProcessWatcher, "run", watching)
+    workload = spawn_workload()
+    state = make_state(workload.pid, threshold=99, interval=60.0)
+
+    async def main() -> tuple[asyncio.Future[None], asyncio.Task[None]]:
+        supervisor = TargetSupervisor(state)
+        task = asyncio.get_running_loop().create_task(supervisor.run())
+        await until(lambda: workload.pid in supervisor.watchers)
+        _watcher, outcome = supervisor.watchers[workload.pid]
         await asyncio.sleep(0.01)
-        supervisor.cancel()
-        await asyncio.gather(supervisor, return_exceptions=True)
-        return bool(stopped), outcome, supervisor
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return outcome, task
 
-    stopped, outcome, supervisor = asyncio.run(main())
-    assert stopped and outcome.cancelled() and supervisor.cancelled()
+    outcome, task = asyncio.run(asyncio.wait_for(main(), 20))
+    assert stopped and outcome.cancelled() and task.cancelled()
