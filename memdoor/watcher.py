@@ -127,7 +127,7 @@ class ProcessWatcher(Pause):
     async def tick(self) -> float:
         """One poll; returns how long to wait before the next."""
         step = self.due_step()
-        if isinstance(step, float):
+        if not isinstance(step, tuple):
             return step
         action, delay = step
         await action()

@@ -52,13 +52,13 @@ def test_ticks_at_rest_run_in_the_timer_until_one_must_be_awaited() -> None:
         await waited(pause, STEP)
         seen = len(steps)
         due = pause.due_step()  # what the task's tick takes: the step found, not a new one
-        assert not isinstance(due, float)
+        assert isinstance(due, tuple)
         await due[0]()
         return seen, due
 
     seen, due = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert seen == 5 and len(steps) == 5
-    assert not isinstance(due, float) and due[1] == 2.5 and awaited == ["snapshot"]
+    assert isinstance(due, tuple) and due[1] == 2.5 and awaited == ["snapshot"]
 
 
 def test_a_wake_up_ends_the_wait_and_one_during_a_tick_skips_the_next_wait() -> None:

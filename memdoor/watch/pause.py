@@ -86,7 +86,7 @@ class Pause:
         except Exception:  # the task's own tick meets it again, and fails as a watcher does
             self.wake()
             return
-        if not isinstance(step, float):
+        if isinstance(step, tuple):
             self._due = step
             self.wake()
         elif self._grid is not None:  # always: the wait that set this timer set it
