@@ -161,8 +161,7 @@ class PidfileListener:
         return self._changes.add_watch(self._directory)
 
     def listen(self, wd: int) -> None:
-        if self._wd is not None:
-            self._changes.forget(self._wd, self._name, self._heard)
+        """Called only while needs_watch(): no watch is listened to before this one."""
         self._wd = wd if self._changes.listen(wd, self._name, self._heard) else None
 
     def close(self) -> None:
