@@ -9,11 +9,20 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from memdoor.supervisor import TargetSupervisor
+from memdoor.watch.context import TargetState
 from memdoor.watcher import ProcessWatcher
 from tests.test_watcher import log_of, make_state, until
 from tests.workload_fixture import SpawnWorkload
 
 WatcherRun = Callable[[ProcessWatcher], Awaitable[None]]
+
+
+async def adopted(pid: int, state: TargetState) -> tuple[asyncio.Task[None], asyncio.Future[None]]:
+    """The supervisor running in its task, once it adopted pid: the task, the outcome."""
+    supervisor = TargetSupervisor(state)
+    task = asyncio.get_running_loop().create_task(supervisor.run())
+    await until(lambda: pid in supervisor.watchers)
+    return task, supervisor.watchers[pid][1]
 
 
 def outcome_of_run(
@@ -26,10 +35,7 @@ def outcome_of_run(
     state = make_state(workload.pid, threshold=99, interval=60.0)
 
     async def main() -> tuple[asyncio.Future[None], bool]:
-        supervisor = TargetSupervisor(state)
-        task = asyncio.get_running_loop().create_task(supervisor.run())
-        await until(lambda: workload.pid in supervisor.watchers)
-        _watcher, outcome = supervisor.watchers[workload.pid]
+        task, outcome = await adopted(workload.pid, state)
         await until(outcome.done)
         await asyncio.sleep(0.05)  # the supervisor's next steps, had it ended
         running = not task.done()
@@ -80,10 +86,7 @@ def test_cancelling_the_supervisor_cancels_the_watcher_and_its_outcome(
     state = make_state(workload.pid, threshold=99, interval=60.0)
 
     async def main() -> tuple[asyncio.Future[None], asyncio.Task[None]]:
-        supervisor = TargetSupervisor(state)
-        task = asyncio.get_running_loop().create_task(supervisor.run())
-        await until(lambda: workload.pid in supervisor.watchers)
-        _watcher, outcome = supervisor.watchers[workload.pid]
+        task, outcome = await adopted(workload.pid, state)
         await asyncio.sleep(0.01)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
